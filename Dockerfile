@@ -1,0 +1,25 @@
+# Tattletail as a Lambda container image.
+#   docker build -t tattletail .        (bundles ./tattletail.toml when the file exists)
+# Without a bundled config, set S3_CONFIG_BUCKET and S3_CONFIG_PATH on the function.
+ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.12
+
+FROM ${BASE_IMAGE} AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY tattletail ./tattletail
+# Only the runtime dependencies, into a folder the final stage copies whole.
+RUN pip install --no-cache-dir --target /opt/tattletail .
+
+FROM ${BASE_IMAGE}
+COPY --from=build /opt/tattletail ${LAMBDA_TASK_ROOT}
+# The glob copies tattletail.toml only when it exists (pyproject.toml keeps the COPY non-empty).
+COPY pyproject.toml tattletail.tom[l] /tmp/bundle/
+WORKDIR ${LAMBDA_TASK_ROOT}
+# Smoke step: a broken bundled config fails the build, not the first invocation.
+RUN if [ -f /tmp/bundle/tattletail.toml ]; then \
+        cp /tmp/bundle/tattletail.toml ./tattletail.toml \
+        && python -m tattletail validate --config tattletail.toml; \
+    fi \
+    && rm -rf /tmp/bundle \
+    && python -c "import tattletail.lambda_handler"
+CMD ["tattletail.lambda_handler.handler"]

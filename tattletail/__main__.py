@@ -1,0 +1,3 @@
+from tattletail.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""AWS clients for one event loop: created on first use, reused, closed together."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aioboto3
+from botocore.config import Config as BotoConfig
+
+# Tattletail retries sends itself; botocore's standard mode still absorbs brief throttling.
+_BOTO_CONFIG = BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=50)
+
+
+class AwsClients:
+    def __init__(self, endpoint_url: str = "") -> None:
+        self._session = aioboto3.Session()
+        self._endpoint_url = endpoint_url or None
+        self._stack = AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def client(self, service: str) -> Any:
+        if service not in self._clients:
+            async with self._lock:
+                if service not in self._clients:
+                    self._clients[service] = await self._stack.enter_async_context(
+                        self._session.client(
+                            service, endpoint_url=self._endpoint_url, config=_BOTO_CONFIG
+                        )
+                    )
+        return self._clients[service]
+
+    async def close(self) -> None:
+        self._clients.clear()
+        await self._stack.aclose()
+        self._stack = AsyncExitStack()

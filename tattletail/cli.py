@@ -1,0 +1,164 @@
+"""The `tattletail` command: run the Lambda's pipeline over local files and S3 URIs.
+
+Exit codes: 0 every input processed; 1 some inputs failed (each named on stderr) while the rest
+were processed; 2 a usage or config error (one message, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from tattletail import __version__, config, config_source, logs
+from tattletail.alerts import Alert
+from tattletail.aws import AwsClients
+from tattletail.config import Config, ConfigError
+from tattletail.destinations import stdout
+from tattletail.envelope import UnrecognisedEvent, parse_s3_uri
+from tattletail.objects import ObjectRef
+from tattletail.service import Service
+from tattletail.settings import Settings, SettingsError
+from tattletail.summary import RunSummary
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+LOG_FILE_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"tattletail: {message} (see 'tattletail --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tattletail", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"tattletail {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    scan = commands.add_parser("scan", help="evaluate the rules over log files and alert")
+    scan.add_argument("--config", help="config file (default: $TATTLETAIL_CONFIG or S3_CONFIG_*)")
+    scan.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: print each alert to stdout as one JSON line",
+    )
+    scan.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or s3:// URI")
+
+    validate = commands.add_parser("validate", help="check a config and exit")
+    validate.add_argument("--config", help="config file (default: $TATTLETAIL_CONFIG)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        return _fail(str(exc))
+    logs.configure(settings.log_level)
+    try:
+        if args.command == "validate":
+            return _validate(args.config or settings.config_file)
+        return asyncio.run(_scan(settings, args.config, args.paths, args.dry_run))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except UsageError as exc:
+        return _fail(str(exc))
+
+
+def _fail(message: str) -> int:
+    print(f"tattletail: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _validate(path: str) -> int:
+    loaded = config.load_file(path)
+    print(
+        f"{loaded.source}: OK, {len(loaded.rules)} rules, {len(loaded.destinations)} destinations"
+    )
+    return EXIT_OK
+
+
+async def _scan(settings: Settings, config_path: str | None, paths: list[str], dry: bool) -> int:
+    aws = AwsClients(settings.aws_endpoint_url)
+    try:
+        s3 = await aws.client("s3") if settings.config_from_s3 and not config_path else None
+        loaded: Config = await config_source.load(settings, s3, config_path)
+        refs, missing = await _expand(paths, aws)
+        service = Service(settings, loaded, aws)
+        summary = RunSummary()
+        try:
+            failed = await service.run(refs, summary, sink=_print_alert if dry else None)
+        finally:
+            await service.aclose()
+            service.close_pool()
+    finally:
+        await aws.close()
+    logs.log(logging.INFO, "scan_summary", **summary.fields())
+    for uri in [*missing, *(ref.uri for ref in failed)]:
+        print(f"tattletail: failed: {uri}", file=sys.stderr)
+    print(
+        f"tattletail: {summary.objects} objects, {summary.records} records, "
+        f"{summary.matches} matches, {summary.alerts_sent} alerts sent, "
+        f"{summary.alerts_failed} failed, {summary.rule_errors} rule errors, "
+        f"{summary.objects_skipped} skipped, {summary.objects_failed + len(missing)} failed inputs",
+        file=sys.stderr,
+    )
+    failed_any = failed or missing or summary.alerts_failed
+    return EXIT_PARTIAL if failed_any else EXIT_OK
+
+
+async def _print_alert(alert: Alert) -> None:
+    sys.stdout.buffer.write(stdout.render(alert))
+
+
+async def _expand(paths: list[str], aws: AwsClients) -> tuple[list[ObjectRef], list[str]]:
+    """Turn the command line's paths into objects; also return inputs that do not exist."""
+    refs: list[ObjectRef] = []
+    missing: list[str] = []
+    for path in paths:
+        if path.startswith("s3://"):
+            refs.extend(await _s3_objects(path, aws))
+            continue
+        local = Path(path)
+        if local.is_dir():
+            refs.extend(
+                ObjectRef(key=str(p))
+                for p in sorted(local.rglob("*"))
+                if p.is_file() and p.name.endswith(LOG_FILE_SUFFIXES)
+            )
+        elif local.exists():
+            refs.append(ObjectRef(key=str(local)))
+        else:
+            missing.append(f"{path} (no such file or directory)")
+    return refs, missing
+
+
+async def _s3_objects(uri: str, aws: AwsClients) -> list[ObjectRef]:
+    """An s3://bucket/key is one object; s3://bucket/prefix/ (or a bare bucket) lists them."""
+    bucket_and_key = uri[5:]
+    if "/" in bucket_and_key and not bucket_and_key.endswith("/"):
+        try:
+            return [parse_s3_uri(uri)]
+        except UnrecognisedEvent as exc:
+            raise UsageError(str(exc)) from None
+    bucket, _, prefix = bucket_and_key.partition("/")
+    if not bucket:
+        raise UsageError(f"not an s3:// URI with a bucket: {uri!r}")
+    s3 = await aws.client("s3")
+    refs = []
+    async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        refs.extend(
+            ObjectRef(key=item["Key"], bucket=bucket)
+            for item in page.get("Contents", [])
+            if item["Key"].endswith(LOG_FILE_SUFFIXES)
+        )
+    return refs

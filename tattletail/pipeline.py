@@ -1,0 +1,122 @@
+"""The pipeline: objects -> records -> rules -> alerts -> a sink (the dispatcher, or a printer).
+
+Fetching and delivery are asyncio; gunzip, decode and rule evaluation happen in the worker pool.
+A bad object is logged, counted and skipped; the other objects carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from tattletail import logs
+from tattletail.alerts import Alert
+from tattletail.aws import AwsClients
+from tattletail.config import Config
+from tattletail.objects import ObjectError, ObjectRef, SkippedObject, fetch, skip_reason
+from tattletail.rules import Evaluation, RuleSource
+from tattletail.settings import Settings
+from tattletail.summary import RunSummary
+from tattletail.workers import WorkerCrashed, WorkerPool
+
+AlertSink = Callable[[Alert], Awaitable[None]]
+
+
+def rule_sources(config: Config) -> list[RuleSource]:
+    return [RuleSource(rule.name, rule.jq_match) for rule in config.rules]
+
+
+class Pipeline:
+    def __init__(
+        self, config: Config, settings: Settings, pool: WorkerPool, aws: AwsClients
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.pool = pool
+        self.aws = aws
+
+    async def run(
+        self, refs: Sequence[ObjectRef], sink: AlertSink, summary: RunSummary
+    ) -> list[ObjectRef]:
+        """Process every object; return those that failed (skipped objects are not failures)."""
+        limit = asyncio.Semaphore(self.settings.object_concurrency)
+        outcomes = await asyncio.gather(*(self._process(ref, sink, summary, limit) for ref in refs))
+        return [ref for ref, ok in zip(refs, outcomes, strict=True) if not ok]
+
+    async def _process(
+        self, ref: ObjectRef, sink: AlertSink, summary: RunSummary, limit: asyncio.Semaphore
+    ) -> bool:
+        with logs.context(object=ref.uri):
+            started = time.perf_counter()
+            try:
+                reason = skip_reason(ref)
+                if reason is not None:
+                    raise SkippedObject(reason, f"{ref.uri}: not a log file ({reason}), skipped")
+                async with limit:
+                    evaluation = await self._evaluate(ref)
+            except SkippedObject as exc:
+                summary.objects_skipped += 1
+                summary.skipped_by_reason[exc.reason] += 1
+                logs.log(logging.INFO, "object_skipped", reason=exc.reason, detail=str(exc))
+                return True
+            except (ObjectError, WorkerCrashed) as exc:
+                reason = exc.reason if isinstance(exc, ObjectError) else "worker_crashed"
+                summary.objects_failed += 1
+                summary.failures_by_reason[reason] += 1
+                summary.failed_objects.append(ref.uri)
+                logs.log(logging.ERROR, "object_failed", reason=reason, error=str(exc))
+                return False
+            summary.objects += 1
+            summary.records += evaluation.records
+            self._log_rule_errors(evaluation, summary)
+            alerts = [self._alert(match.rule_index, match, ref) for match in evaluation.matches]
+            summary.matches += len(alerts)
+            for alert in alerts:
+                summary.matches_by_rule[alert.rule_name] += 1
+            # Delivery runs outside the object limit so the next file is fetched meanwhile.
+            await asyncio.gather(*(sink(alert) for alert in alerts))
+            logs.log(
+                logging.INFO,
+                "object_processed",
+                records=evaluation.records,
+                matches=len(alerts),
+                rule_errors=evaluation.rule_errors,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+            return True
+
+    async def _evaluate(self, ref: ObjectRef) -> Evaluation:
+        s3 = await self.aws.client("s3") if ref.bucket is not None else None
+        max_bytes = self.settings.max_object_bytes
+        payload = await fetch(ref, s3, max_bytes)
+        if not payload:
+            raise SkippedObject("empty", f"{ref.uri}: zero-byte object, skipped")
+        return await self.pool.evaluate(payload, max_bytes)
+
+    def _alert(self, rule_index: int, match: object, ref: ObjectRef) -> Alert:
+        rule = self.config.rules[rule_index]
+        return Alert(
+            rule_name=rule.name,
+            description=rule.description,
+            record=match.record,  # type: ignore[attr-defined]
+            match=match.annotation,  # type: ignore[attr-defined]
+            source=ref.uri,
+            destinations=rule.destinations,
+        )
+
+    def _log_rule_errors(self, evaluation: Evaluation, summary: RunSummary) -> None:
+        for rule_index, count in evaluation.error_counts.items():
+            name = self.config.rules[rule_index].name
+            summary.rule_errors += count
+            summary.rule_errors_by_rule[name] += count
+        for sample in evaluation.error_samples:
+            logs.log(
+                logging.WARNING,
+                "rule_error",
+                rule=self.config.rules[sample.rule_index].name,
+                event_id=sample.event_id,
+                error=sample.message,
+                errors_in_object=evaluation.error_counts[sample.rule_index],
+            )

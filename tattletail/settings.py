@@ -1,0 +1,146 @@
+"""Every tunable, read once from the environment into one frozen object.
+
+A bad value is an error that names the variable, so a typo in a Lambda's environment fails the
+cold start loudly instead of running with a surprising default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """One or more environment variables hold values Tattletail cannot use."""
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a number greater than 0")
+    return value
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+@dataclass(frozen=True)
+class _Var:
+    name: str
+    parse: Callable[[str], Any]
+    doc: str
+
+
+def _var(name: str, parse: Callable[[str], Any], doc: str, default: Any) -> Any:
+    return field(default=default, metadata={"var": _Var(name, parse, doc)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The process's tunables. Field metadata names the environment variable of each."""
+
+    workers: int = _var(
+        "TATTLETAIL_WORKERS",
+        _positive_int,
+        "Rule-evaluation worker processes (default: the number of CPUs).",
+        os.cpu_count() or 1,
+    )
+    object_concurrency: int = _var(
+        "TATTLETAIL_OBJECT_CONCURRENCY",
+        _positive_int,
+        "Log files fetched and evaluated at the same time.",
+        4,
+    )
+    destination_concurrency: int = _var(
+        "TATTLETAIL_DESTINATION_CONCURRENCY",
+        _positive_int,
+        "Sends in flight at once to any one destination.",
+        8,
+    )
+    send_timeout: float = _var(
+        "TATTLETAIL_SEND_TIMEOUT",
+        _positive_float,
+        "Seconds one send to a destination may take before it counts as failed.",
+        10.0,
+    )
+    max_object_bytes: int = _var(
+        "TATTLETAIL_MAX_OBJECT_BYTES",
+        _positive_int,
+        "Largest log file accepted, in bytes, compressed or not (a larger one is an error).",
+        512 * 1024 * 1024,
+    )
+    worker_timeout: float = _var(
+        "TATTLETAIL_WORKER_TIMEOUT",
+        _positive_float,
+        "Seconds a worker may spend on one log file before it is replaced.",
+        300.0,
+    )
+    config_file: str = _var(
+        "TATTLETAIL_CONFIG",
+        _text,
+        "Path of the bundled config, used when S3_CONFIG_BUCKET/S3_CONFIG_PATH are not set.",
+        "tattletail.toml",
+    )
+    s3_config_bucket: str = _var(
+        "S3_CONFIG_BUCKET", _text, "Bucket of the config object (with S3_CONFIG_PATH).", ""
+    )
+    s3_config_path: str = _var(
+        "S3_CONFIG_PATH", _text, "Key of the config object (with S3_CONFIG_BUCKET).", ""
+    )
+    aws_endpoint_url: str = _var(
+        "AWS_ENDPOINT_URL",
+        _text,
+        "Endpoint for every AWS call (a local moto server in tests); empty means AWS itself.",
+        "",
+    )
+    log_level: str = _var("TATTLETAIL_LOG_LEVEL", _log_level, "Log level.", "INFO")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every variable; raise SettingsError listing every bad one at once."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        errors: list[str] = []
+        for spec in fields(cls):
+            var: _Var = spec.metadata["var"]
+            raw = environ.get(var.name)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[spec.name] = var.parse(raw.strip())
+            except ValueError as exc:
+                errors.append(f"{var.name}={raw!r}: {exc}")
+        if errors:
+            raise SettingsError("invalid environment: " + "; ".join(errors))
+        return cls(**values)
+
+    @property
+    def config_from_s3(self) -> bool:
+        return bool(self.s3_config_bucket and self.s3_config_path)
+
+
+def documented_variables() -> list[tuple[str, str, str]]:
+    """(name, default, description) for every variable: the README table is checked against it."""
+    rows = []
+    for spec in fields(Settings):
+        var: _Var = spec.metadata["var"]
+        default = "number of CPUs" if spec.name == "workers" else repr(spec.default)
+        rows.append((var.name, default, var.doc))
+    return rows

@@ -1,0 +1,40 @@
+"""Counters of one run (one Lambda invocation or one CLI scan), logged as one summary line."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunSummary:
+    objects: int = 0
+    objects_failed: int = 0
+    objects_skipped: int = 0
+    records: int = 0
+    matches: int = 0
+    alerts_sent: int = 0
+    alerts_failed: int = 0
+    rule_errors: int = 0
+    failures_by_reason: Counter[str] = field(default_factory=Counter)
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
+    matches_by_rule: Counter[str] = field(default_factory=Counter)
+    rule_errors_by_rule: Counter[str] = field(default_factory=Counter)
+    failed_objects: list[str] = field(default_factory=list)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "objects_failed": self.objects_failed,
+            "objects_skipped": self.objects_skipped,
+            "records": self.records,
+            "matches": self.matches,
+            "alerts_sent": self.alerts_sent,
+            "alerts_failed": self.alerts_failed,
+            "rule_errors": self.rule_errors,
+            "failures_by_reason": dict(self.failures_by_reason),
+            "skipped_by_reason": dict(self.skipped_by_reason),
+            "matches_by_rule": dict(self.matches_by_rule),
+            "rule_errors_by_rule": dict(self.rule_errors_by_rule),
+        }
