@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tattletail", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tattletail {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log every object (JSON lines on stderr)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     scan = commands.add_parser("scan", help="evaluate the rules over log files and alert")
@@ -63,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
     except SettingsError as exc:
         return _fail(str(exc))
-    logs.configure(settings.log_level)
+    # The CLI prints its own summary; JSON logs below WARNING only when asked for.
+    verbose = args.verbose or "TATTLETAIL_LOG_LEVEL" in os.environ
+    logs.configure(settings.log_level if verbose else "WARNING")
     try:
         if args.command == "validate":
             return _validate(args.config or settings.config_file)

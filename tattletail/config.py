@@ -81,7 +81,17 @@ def parse(text: str, source: str = "tattletail.toml") -> Config:
             f"unknown top-level key {key!r} (expected [[rule]] and [[destination]] tables)"
         )
     destinations = _destinations(document.get("destination", []), problems)
-    rules = _rules(document.get("rule", []), destinations, problems)
+    # A rule naming a destination that exists but is invalid is reported once, at the table.
+    declared = (
+        {
+            table.get("id")
+            for table in document.get("destination", [])
+            if isinstance(table, dict) and isinstance(table.get("id"), str)
+        }
+        if isinstance(document.get("destination"), list)
+        else set()
+    )
+    rules = _rules(document.get("rule", []), declared, problems)
     if problems:
         raise ConfigError(source, problems)
     return Config(rules=rules, destinations=MappingProxyType(destinations), source=source)
@@ -132,9 +142,7 @@ def _destinations(raw: Any, problems: list[str]) -> dict[str, Destination]:
     return destinations
 
 
-def _rules(
-    raw: Any, destinations: Mapping[str, Destination], problems: list[str]
-) -> tuple[Rule, ...]:
+def _rules(raw: Any, destination_ids: set[str], problems: list[str]) -> tuple[Rule, ...]:
     rules = []
     for index, table in enumerate(_tables(raw, "rule", problems)):
         if not isinstance(table, dict):
@@ -164,7 +172,7 @@ def _rules(
             problems.append(f"{where}: 'destinations' must be a list of destination ids")
             names = []
         for dest_name in names:
-            if dest_name not in destinations:
+            if dest_name not in destination_ids:
                 problems.append(f"{where}: unknown destination {dest_name!r}")
         if len(problems) == found:
             rules.append(

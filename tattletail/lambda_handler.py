@@ -34,6 +34,16 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     return _loop.run_until_complete(handle(event, context))
 
 
+def shutdown() -> None:
+    """Stop the worker pool and forget the container's state (tests; a graceful SIGTERM)."""
+    global _service
+    if _service is not None:
+        if _loop is not None and not _loop.is_closed():
+            _loop.run_until_complete(_service.aclose())
+        _service.close_pool()
+        _service = None
+
+
 async def _get_service() -> Service:
     global _service
     if _service is None:

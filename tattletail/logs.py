@@ -10,15 +10,16 @@ import contextvars
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 LOGGER_NAME = "tattletail"
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "tattletail_log_context", default={}
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "tattletail_log_context", default=MappingProxyType({})
 )
 
 

@@ -23,9 +23,14 @@ try:  # TEMPORARY until native lands
     from tattletail.native import NO_OUTPUT, Fallback, NativeProgram, compile_native
 except ImportError:
     NO_OUTPUT = object()
+
     class Fallback(Exception): ...
+
     NativeProgram = object
-    def compile_native(source): return None
+
+    def compile_native(source):
+        return None
+
 
 # Per rule and per object, how many runtime errors are kept with their message (all are counted).
 ERROR_SAMPLES_PER_RULE = 5
