@@ -107,6 +107,16 @@ class Pipeline:
         )
 
     def _log_rule_errors(self, evaluation: Evaluation, summary: RunSummary) -> None:
+        for rule_index in evaluation.timed_out_rules:
+            summary.rules_timed_out += 1
+            logs.log(
+                logging.ERROR,
+                "rule_timed_out",
+                rule=self.config.rules[rule_index].name,
+                limit_seconds=self.settings.batch_timeout,
+                detail="the rule overran the batch time limit and was skipped for the rest "
+                "of the object; every other rule was evaluated",
+            )
         for rule_index, count in evaluation.error_counts.items():
             name = self.config.rules[rule_index].name
             summary.rule_errors += count

@@ -12,7 +12,7 @@ libjq (through the `jq` package) defines what a rule means. The native fast path
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,9 +95,21 @@ class Evaluation:
     error_counts: dict[int, int] = field(default_factory=dict)
     error_samples: list[RuleErrorSample] = field(default_factory=list)
 
+    # Rules that overran the time limit and were skipped for part of the object.
+    timed_out_rules: list[int] = field(default_factory=list)
+
     @property
     def rule_errors(self) -> int:
         return sum(self.error_counts.values())
+
+    def merge(self, other: Evaluation) -> None:
+        self.records += other.records
+        self.matches.extend(other.matches)
+        for rule_index, count in other.error_counts.items():
+            kept = sum(1 for s in self.error_samples if s.rule_index == rule_index)
+            self.error_counts[rule_index] = self.error_counts.get(rule_index, 0) + count
+            samples = [s for s in other.error_samples if s.rule_index == rule_index]
+            self.error_samples.extend(samples[: max(0, ERROR_SAMPLES_PER_RULE - kept)])
 
 
 class CompiledRule:
@@ -149,30 +161,56 @@ class RuleSet:
             self._candidates_by_event_name[event_name] = found
         return found
 
-    def evaluate(self, records: Sequence[dict[str, Any]]) -> Evaluation:
+    def evaluate(
+        self, records: Sequence[dict[str, Any]], skip: frozenset[int] = frozenset()
+    ) -> Evaluation:
+        """Every rule on every record, record by record (the fast order)."""
         result = Evaluation(records=len(records))
         for record in records:
             text = _LazyText(record)
             for rule in self._candidates(record.get("eventName")):
-                try:
-                    output = rule.first_output(record, text)
-                except RuleRuntimeError as exc:
-                    count = result.error_counts.get(rule.index, 0)
-                    result.error_counts[rule.index] = count + 1
-                    if count < ERROR_SAMPLES_PER_RULE:
-                        event_id = record.get("eventID")
-                        result.error_samples.append(
-                            RuleErrorSample(
-                                rule.index,
-                                event_id if isinstance(event_id, str) else "",
-                                str(exc),
-                            )
-                        )
-                    continue
-                matched, annotation = interpret(output, record)
-                if matched:
-                    result.matches.append(Match(rule.index, record, annotation))
+                if rule.index not in skip:
+                    _apply(rule, record, text, result)
         return result
+
+    def evaluate_rule_by_rule(
+        self,
+        records: Sequence[dict[str, Any]],
+        skip: frozenset[int],
+        on_rule: Callable[[int], None],
+    ) -> Evaluation:
+        """The same results, rule by rule, announcing each rule before it runs, so that a
+        supervisor that has to kill a runaway evaluation knows which rule it was."""
+        result = Evaluation(records=len(records))
+        texts = [_LazyText(record) for record in records]
+        for rule in self.rules:
+            if rule.index in skip:
+                continue
+            on_rule(rule.index)
+            for record, text in zip(records, texts, strict=True):
+                if rule in self._candidates(record.get("eventName")):
+                    _apply(rule, record, text, result)
+        # Same order as evaluate(): by record, then by rule.
+        position = {id(record): n for n, record in enumerate(records)}
+        result.matches.sort(key=lambda m: (position[id(m.record)], m.rule_index))
+        return result
+
+
+def _apply(rule: CompiledRule, record: dict[str, Any], text: _LazyText, result: Evaluation) -> None:
+    try:
+        output = rule.first_output(record, text)
+    except RuleRuntimeError as exc:
+        count = result.error_counts.get(rule.index, 0)
+        result.error_counts[rule.index] = count + 1
+        if count < ERROR_SAMPLES_PER_RULE:
+            event_id = record.get("eventID")
+            result.error_samples.append(
+                RuleErrorSample(rule.index, event_id if isinstance(event_id, str) else "", str(exc))
+            )
+        return
+    matched, annotation = interpret(output, record)
+    if matched:
+        result.matches.append(Match(rule.index, record, annotation))
 
 
 def _may_match(rule: CompiledRule, event_name: str | None) -> bool:

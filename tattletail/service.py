@@ -26,7 +26,9 @@ class Service:
         self.settings = settings
         self.config = config
         self.aws = aws
-        self.pool = WorkerPool(rule_sources(config), settings.workers, settings.worker_timeout)
+        self.pool = WorkerPool(
+            rule_sources(config), settings.workers, settings.batch_size, settings.batch_timeout
+        )
         self.pool.start()
         self.delivery = DeliveryContext(aws, settings.send_timeout)
         self.pipeline = Pipeline(config, settings, self.pool, aws)

@@ -86,11 +86,18 @@ class Settings:
         "Largest log file accepted, in bytes, compressed or not (a larger one is an error).",
         512 * 1024 * 1024,
     )
-    worker_timeout: float = _var(
-        "TATTLETAIL_WORKER_TIMEOUT",
+    batch_size: int = _var(
+        "TATTLETAIL_BATCH_SIZE",
+        _positive_int,
+        "Records a worker evaluates between two reports; the unit of the time limit.",
+        5000,
+    )
+    batch_timeout: float = _var(
+        "TATTLETAIL_BATCH_TIMEOUT",
         _positive_float,
-        "Seconds a worker may spend on one log file before it is replaced.",
-        300.0,
+        "Seconds a worker may spend on one batch (decoding included) before it is replaced "
+        "and the runaway rule is skipped.",
+        60.0,
     )
     config_file: str = _var(
         "TATTLETAIL_CONFIG",

@@ -17,6 +17,7 @@ class RunSummary:
     alerts_sent: int = 0
     alerts_failed: int = 0
     rule_errors: int = 0
+    rules_timed_out: int = 0
     failures_by_reason: Counter[str] = field(default_factory=Counter)
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
     matches_by_rule: Counter[str] = field(default_factory=Counter)
@@ -33,6 +34,7 @@ class RunSummary:
             "alerts_sent": self.alerts_sent,
             "alerts_failed": self.alerts_failed,
             "rule_errors": self.rule_errors,
+            "rules_timed_out": self.rules_timed_out,
             "failures_by_reason": dict(self.failures_by_reason),
             "skipped_by_reason": dict(self.skipped_by_reason),
             "matches_by_rule": dict(self.matches_by_rule),

@@ -14,7 +14,7 @@ import contextlib
 import multiprocessing
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -28,13 +28,26 @@ _START_TIMEOUT = 60.0
 
 
 class WorkerCrashed(Exception):
-    """A worker died or overran its time limit while evaluating."""
+    """A worker died, or could not get through a log file within the time limit."""
 
 
 @dataclass(frozen=True)
 class _Job:
     payload: bytes
     max_bytes: int
+    batch_size: int
+    first_batch: int = 0
+    skip: frozenset[int] = frozenset()
+    # The batch to evaluate rule by rule, announcing each rule (after a timeout).
+    isolate_batch: int | None = None
+
+
+@dataclass(frozen=True)
+class _Overrun:
+    """A batch that did not finish in time; `rule` is known when it ran in isolation."""
+
+    batch: int
+    rule: int | None
 
 
 def scrub_environment() -> None:
@@ -43,9 +56,23 @@ def scrub_environment() -> None:
             del os.environ[name]
 
 
-def evaluate_object(rules: RuleSet, payload: bytes, max_bytes: int) -> Evaluation:
-    """Gunzip, decode and evaluate one log file: the whole CPU side of a file, in one call."""
-    return rules.evaluate(decode_records(decompress(payload, max_bytes)))
+def _serve(conn: Connection, rules: RuleSet, job: _Job) -> None:
+    """Gunzip, decode and evaluate one log file, replying once per batch of records, so the
+    supervisor can bound each batch's time and keep what finished before an overrun."""
+    records = decode_records(decompress(job.payload, job.max_bytes))
+    batches = range(0, len(records), job.batch_size)
+    for number, start in enumerate(batches):
+        if number < job.first_batch:
+            continue
+        batch = records[start : start + job.batch_size]
+        if number == job.isolate_batch:
+            result = rules.evaluate_rule_by_rule(
+                batch, job.skip, lambda rule_index: conn.send(("rule", rule_index))
+            )
+        else:
+            result = rules.evaluate(batch, job.skip)
+        conn.send(("batch", number, result))
+    conn.send(("done", len(batches)))
 
 
 def _worker_main(conn: Connection, sources: Sequence[RuleSource]) -> None:
@@ -60,12 +87,11 @@ def _worker_main(conn: Connection, sources: Sequence[RuleSource]) -> None:
         if job is None:
             return
         try:
-            reply: tuple[Any, ...] = ("ok", evaluate_object(rules, job.payload, job.max_bytes))
+            _serve(conn, rules, job)
         except ObjectError as exc:
-            reply = ("object_error", exc.reason, str(exc))
+            conn.send(("object_error", exc.reason, str(exc)))
         except MemoryError:
-            reply = ("object_error", "too_large", "out of memory while decoding the object")
-        conn.send(reply)
+            conn.send(("object_error", "too_large", "out of memory while decoding the object"))
 
 
 class _Worker:
@@ -84,17 +110,29 @@ class _Worker:
         try:
             self.conn.recv()
         except EOFError:
-            raise WorkerCrashed(
-                f"a rule worker exited at start ({self.process.exitcode})"
-            ) from None
+            code = self.process.exitcode
+            raise WorkerCrashed(f"a rule worker exited at start (exit code {code})") from None
 
-    def run(self, job: _Job, timeout: float) -> Any:
-        """Send one job and wait for its reply (blocking: called from a thread)."""
+    def run(self, job: _Job, timeout: float, into: Evaluation) -> _Overrun | None:
+        """Send one job and merge each batch's result as it arrives (blocking: runs in a
+        thread). Return None when the file is done, or the batch that overran the limit."""
+        self.conn.send(job)
+        batch, rule = job.first_batch, None
         try:
-            self.conn.send(job)
-            if not self.conn.poll(timeout):
-                raise WorkerCrashed(f"evaluation took longer than {timeout:g} s")
-            return self.conn.recv()
+            while True:
+                if not self.conn.poll(timeout):
+                    return _Overrun(batch, rule)
+                reply = self.conn.recv()
+                kind = reply[0]
+                if kind == "rule":
+                    rule = reply[1]
+                elif kind == "batch":
+                    into.merge(reply[2])
+                    batch, rule = reply[1] + 1, None
+                elif kind == "done":
+                    return None
+                else:
+                    raise ObjectError(reply[1], reply[2])
         except (EOFError, BrokenPipeError, ConnectionResetError):
             raise WorkerCrashed(
                 f"the rule worker died (exit code {self.process.exitcode})"
@@ -118,10 +156,17 @@ class _Worker:
 class WorkerPool:
     """A fixed number of worker processes, each evaluating one log file at a time."""
 
-    def __init__(self, sources: Sequence[RuleSource], size: int, timeout: float) -> None:
+    def __init__(
+        self,
+        sources: Sequence[RuleSource],
+        size: int,
+        batch_size: int,
+        batch_timeout: float,
+    ) -> None:
         self._sources = tuple(sources)
         self._size = size
-        self._timeout = timeout
+        self._batch_size = batch_size
+        self._timeout = batch_timeout
         self._context = multiprocessing.get_context("spawn")
         self._idle: asyncio.Queue[_Worker] | None = None
         self._idle_loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +175,9 @@ class WorkerPool:
     @property
     def size(self) -> int:
         return self._size
+
+    def rule_name(self, index: int) -> str:
+        return self._sources[index].name
 
     def start(self) -> None:
         """Spawn every worker and wait until each has compiled the rules (the cold start)."""
@@ -144,24 +192,62 @@ class WorkerPool:
         self._workers = workers
 
     async def evaluate(self, payload: bytes, max_bytes: int) -> Evaluation:
-        """Evaluate one log file's bytes; ObjectError for a bad file, WorkerCrashed otherwise."""
+        """Evaluate one log file's bytes.
+
+        A batch that overruns the time limit costs its worker (killed and replaced); the batch
+        is then re-run rule by rule to find the runaway rule, which is skipped for the rest of
+        the file and reported in `timed_out_rules`; every other rule and record is evaluated.
+        ObjectError for a bad file; WorkerCrashed if a worker dies or decoding alone overruns.
+        """
+        total = Evaluation()
+        job = _Job(payload, max_bytes, self._batch_size)
+        # Each overrun either names a rule (skipped from then on) or isolates a batch, so this
+        # ends after at most two overruns per rule.
+        for _ in range(2 * len(self._sources) + 2):
+            overrun = await self._run(job, total)
+            if overrun is None:
+                return total
+            if overrun.rule is not None:
+                total.timed_out_rules.append(overrun.rule)
+                job = replace(
+                    job,
+                    first_batch=overrun.batch,
+                    skip=job.skip | {overrun.rule},
+                    isolate_batch=overrun.batch,
+                )
+            elif job.isolate_batch == overrun.batch:
+                raise WorkerCrashed(
+                    f"decoding or a batch took longer than {self._timeout:g} s with no rule running"
+                )
+            else:
+                job = replace(job, first_batch=overrun.batch, isolate_batch=overrun.batch)
+        raise WorkerCrashed("too many evaluation overruns")
+
+    async def _run(self, job: _Job, total: Evaluation) -> _Overrun | None:
+        idle = self._idle_queue()
+        worker = await idle.get()
+        try:
+            overrun = await asyncio.to_thread(worker.run, job, self._timeout, total)
+            if overrun is not None:
+                worker = await asyncio.to_thread(self._replace, worker)
+            return overrun
+        except ObjectError:
+            raise  # the worker answered and is ready for the next file
+        except BaseException:
+            # Died, or cancelled mid-file with replies still in the pipe: start afresh.
+            worker = self._replace(worker)
+            raise
+        finally:
+            idle.put_nowait(worker)
+
+    def _idle_queue(self) -> asyncio.Queue[_Worker]:
         loop = asyncio.get_running_loop()
         if self._idle is None or self._idle_loop is not loop:
             # A queue belongs to one event loop; the CLI and tests may use several in turn.
             self._idle, self._idle_loop = asyncio.Queue(), loop
             for worker in self._workers:
                 self._idle.put_nowait(worker)
-        worker = await self._idle.get()
-        try:
-            reply = await asyncio.to_thread(worker.run, _Job(payload, max_bytes), self._timeout)
-        except WorkerCrashed:
-            worker = await asyncio.to_thread(self._replace, worker)
-            raise
-        finally:
-            self._idle.put_nowait(worker)
-        if reply[0] == "ok":
-            return reply[1]
-        raise ObjectError(reply[1], reply[2])
+        return self._idle
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
