@@ -34,9 +34,12 @@ class ConfigError(ValueError):
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
+        if len(problems) == 1:
+            # One problem (a missing file, invalid TOML, ...) is one line.
+            super().__init__(f"{source}: {problems[0]}")
+            return
         lines = "\n".join(f"  - {problem}" for problem in problems)
-        count = len(problems)
-        super().__init__(f"{source}: {count} config error{'s' * (count != 1)}:\n{lines}")
+        super().__init__(f"{source}: {len(problems)} config errors:\n{lines}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ def _tables(value: Any, name: str, problems: list[str]) -> list[Any]:
 
 def _destinations(raw: Any, problems: list[str]) -> dict[str, Destination]:
     destinations: dict[str, Destination] = {}
+    # Every id seen so far, valid table or not: a duplicate is reported whatever the first is.
+    seen_ids: set[str] = set()
     for index, table in enumerate(_tables(raw, "destination", problems)):
         if not isinstance(table, dict):
             problems.append(f"destination #{index}: must be a table")
@@ -115,6 +120,9 @@ def _destinations(raw: Any, problems: list[str]) -> dict[str, Destination]:
         if not isinstance(dest_id, str) or not dest_id:
             problems.append(f"{where}: 'id' must be set to a non-empty string")
             continue
+        if dest_id in seen_ids:
+            problems.append(f"{where}: duplicate destinations with same id {dest_id!r}")
+        seen_ids.add(dest_id)
         dest_type = table.get("type")
         kind = DESTINATION_TYPES.get(dest_type) if isinstance(dest_type, str) else None
         if kind is None:
@@ -128,17 +136,15 @@ def _destinations(raw: Any, problems: list[str]) -> dict[str, Destination]:
             problems.append(
                 f"{where}: unknown key {key!r} for type {dest_type!r} (allowed: {allowed})"
             )
-        if unknown:
-            continue
+        # The known keys are still checked, so every problem of the table is reported at once.
+        known = {key: value for key, value in settings.items() if key not in unknown}
         try:
-            destination = kind.from_config(dest_id, settings)
+            destination = kind.from_config(dest_id, known)
         except DestinationConfigError as exc:
             problems.extend(f"{where}: ({dest_type}) {message}" for message in exc.problems)
             continue
-        if dest_id in destinations:
-            problems.append(f"{where}: duplicate destinations with same id {dest_id!r}")
-            continue
-        destinations[dest_id] = destination
+        if not unknown and dest_id not in destinations:
+            destinations[dest_id] = destination
     return destinations
 
 

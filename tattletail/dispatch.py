@@ -39,6 +39,7 @@ class Dispatcher:
                 await asyncio.wait_for(destination.send(alert, self._context), self._send_timeout)
         except Exception as exc:  # one destination's failure must not stop the others
             self._summary.alerts_failed += 1
+            self._summary.failed_by_destination[dest_id] += 1
             logs.log(
                 logging.ERROR,
                 "alert_delivery_failed",
@@ -50,6 +51,7 @@ class Dispatcher:
             )
             return
         self._summary.alerts_sent += 1
+        self._summary.sent_by_destination[dest_id] += 1
 
 
 def _describe(exc: BaseException, timeout: float) -> str:

@@ -54,7 +54,7 @@ def open_envelope(event: Any) -> Envelope:
         return Envelope("manual", tuple(parse_s3_uri(str(uri)) for uri in event["objects"]))
     records = event.get("Records")
     if isinstance(records, list) and records:
-        if all(r.get("eventSource") == "aws:sqs" for r in records if isinstance(r, dict)):
+        if all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records):
             return _sqs(records)
         refs: list[ObjectRef] = []
         ignored: list[str] = []
@@ -73,6 +73,15 @@ def open_envelope(event: Any) -> Envelope:
         _cloudtrail_notification(event, None, refs)
         return Envelope("cloudtrail_sns_message", tuple(refs))
     raise UnrecognisedEvent(f"unrecognised event: {shape(event)}")
+
+
+def _get(item: Any, *path: str) -> Any:
+    """item[path[0]][path[1]]..., or None where a level is missing or not an object."""
+    for key in path:
+        if not isinstance(item, dict):
+            return None
+        item = item.get(key)
+    return item
 
 
 def _kind(records: list[Any]) -> str:
@@ -113,8 +122,8 @@ def _refs_in(item: Any, origin: str | None, refs: list[ObjectRef], ignored: list
         if not str(item.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
             ignored.append(f"S3 event {item.get('eventName')}")
             return
-        bucket = s3.get("bucket", {}).get("name")
-        key = s3.get("object", {}).get("key")
+        bucket = _get(s3, "bucket", "name")
+        key = _get(s3, "object", "key")
         if isinstance(bucket, str) and isinstance(key, str):
             # S3 notifications URL-encode keys (a space arrives as '+').
             refs.append(ObjectRef(key=unquote_plus(key), bucket=bucket, origin=origin))
@@ -136,8 +145,8 @@ def _refs_in(item: Any, origin: str | None, refs: list[ObjectRef], ignored: list
         if item.get("detail-type") != "Object Created":
             ignored.append(f"EventBridge {item.get('detail-type')}")
             return
-        bucket = detail.get("bucket", {}).get("name")
-        key = detail.get("object", {}).get("key")
+        bucket = _get(detail, "bucket", "name")
+        key = _get(detail, "object", "key")
         if isinstance(bucket, str) and isinstance(key, str):
             # EventBridge delivers keys as they are, not URL-encoded.
             refs.append(ObjectRef(key=key, bucket=bucket, origin=origin))
@@ -157,6 +166,8 @@ def _cloudtrail_notification(
     keys = item.get("s3ObjectKey") or []
     if isinstance(keys, str):
         keys = [keys]
+    elif not isinstance(keys, list):
+        keys = []
     for key in keys:
         if isinstance(bucket, str) and isinstance(key, str):
             refs.append(ObjectRef(key=key, bucket=bucket, origin=origin))

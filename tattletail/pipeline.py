@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
 from tattletail import logs
 from tattletail.alerts import Alert
@@ -22,6 +23,18 @@ from tattletail.summary import RunSummary
 from tattletail.workers import WorkerCrashed, WorkerPool
 
 AlertSink = Callable[[Alert], Awaitable[None]]
+
+
+def _lag_seconds(event_time: str | None) -> float | None:
+    if event_time is None:
+        return None
+    try:
+        newest = datetime.fromisoformat(event_time.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if newest.tzinfo is None:
+        newest = newest.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - newest).total_seconds()
 
 
 def rule_sources(config: Config) -> list[RuleSource]:
@@ -70,6 +83,10 @@ class Pipeline:
                 return False
             summary.objects += 1
             summary.records += evaluation.records
+            summary.evaluation_seconds += evaluation.seconds
+            lag = _lag_seconds(evaluation.newest_event_time)
+            if lag is not None:
+                summary.file_lag_seconds = max(lag, summary.file_lag_seconds or lag)
             self._log_rule_errors(evaluation, summary)
             alerts = [self._alert(match.rule_index, match, ref) for match in evaluation.matches]
             summary.matches += len(alerts)

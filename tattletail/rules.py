@@ -97,6 +97,8 @@ class Evaluation:
 
     # Rules that overran the time limit and were skipped for part of the object.
     timed_out_rules: list[int] = field(default_factory=list)
+    newest_event_time: str | None = None
+    seconds: float = 0.0
 
     @property
     def rule_errors(self) -> int:
@@ -104,6 +106,11 @@ class Evaluation:
 
     def merge(self, other: Evaluation) -> None:
         self.records += other.records
+        self.seconds += other.seconds
+        if other.newest_event_time is not None and (
+            self.newest_event_time is None or other.newest_event_time > self.newest_event_time
+        ):
+            self.newest_event_time = other.newest_event_time
         self.matches.extend(other.matches)
         for rule_index, count in other.error_counts.items():
             kept = sum(1 for s in self.error_samples if s.rule_index == rule_index)

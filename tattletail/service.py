@@ -6,6 +6,7 @@ cold start); the CLI makes one per command.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -24,14 +25,23 @@ from tattletail.workers import WorkerPool
 class Service:
     def __init__(self, settings: Settings, config: Config, aws: AwsClients) -> None:
         self.settings = settings
-        self.config = config
         self.aws = aws
-        self.pool = WorkerPool(
+        self.delivery = DeliveryContext(aws, settings.send_timeout)
+        self._install(config, self._start_pool(config))
+
+    def _start_pool(self, config: Config) -> WorkerPool:
+        settings = self.settings
+        pool = WorkerPool(
             rule_sources(config), settings.workers, settings.batch_size, settings.batch_timeout
         )
-        self.pool.start()
-        self.delivery = DeliveryContext(aws, settings.send_timeout)
-        self.pipeline = Pipeline(config, settings, self.pool, aws)
+        pool.start()
+        return pool
+
+    def _install(self, config: Config, pool: WorkerPool) -> None:
+        self.config = config
+        self.pool = pool
+        self.pipeline = Pipeline(config, self.settings, pool, self.aws)
+        settings = self.settings
         logs.log(
             logging.INFO,
             "service_started",
@@ -40,6 +50,13 @@ class Service:
             destinations=len(config.destinations),
             workers=settings.workers,
         )
+
+    async def replace_config(self, config: Config) -> None:
+        """Swap in a new (already validated) config: new workers compile its rules first, so
+        the old ones keep serving until the new ones are ready."""
+        old = self.pool
+        self._install(config, await asyncio.to_thread(self._start_pool, config))
+        await asyncio.to_thread(old.close)
 
     async def run(
         self, refs: Sequence[ObjectRef], summary: RunSummary, sink: AlertSink | None = None

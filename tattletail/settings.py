@@ -34,6 +34,13 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _boolean(raw: str) -> bool:
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if raw.lower() not in words:
+        raise ValueError("must be true or false")
+    return words[raw.lower()]
+
+
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -99,6 +106,12 @@ class Settings:
         "and the runaway rule is skipped.",
         60.0,
     )
+    config_ttl: float = _var(
+        "TATTLETAIL_CONFIG_TTL",
+        _positive_float,
+        "Seconds between two checks of the S3 config's ETag (a conditional GET).",
+        60.0,
+    )
     config_file: str = _var(
         "TATTLETAIL_CONFIG",
         _text,
@@ -116,6 +129,12 @@ class Settings:
         _text,
         "Endpoint for every AWS call (a local moto server in tests); empty means AWS itself.",
         "",
+    )
+    emit_metrics: bool = _var(
+        "TATTLETAIL_METRICS",
+        _boolean,
+        "Write CloudWatch Embedded Metric Format lines to stdout after each invocation.",
+        True,
     )
     log_level: str = _var("TATTLETAIL_LOG_LEVEL", _log_level, "Log level.", "INFO")
 

@@ -18,11 +18,19 @@ class RunSummary:
     alerts_failed: int = 0
     rule_errors: int = 0
     rules_timed_out: int = 0
+    config_errors: int = 0
+    events_unrecognised: int = 0
     failures_by_reason: Counter[str] = field(default_factory=Counter)
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
     matches_by_rule: Counter[str] = field(default_factory=Counter)
     rule_errors_by_rule: Counter[str] = field(default_factory=Counter)
+    sent_by_destination: Counter[str] = field(default_factory=Counter)
+    failed_by_destination: Counter[str] = field(default_factory=Counter)
     failed_objects: list[str] = field(default_factory=list)
+    # Worker seconds spent gunzipping, decoding and evaluating.
+    evaluation_seconds: float = 0.0
+    # Now minus the newest eventTime of the objects: how far behind CloudTrail alerts run.
+    file_lag_seconds: float | None = None
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -35,8 +43,15 @@ class RunSummary:
             "alerts_failed": self.alerts_failed,
             "rule_errors": self.rule_errors,
             "rules_timed_out": self.rules_timed_out,
+            "config_errors": self.config_errors,
             "failures_by_reason": dict(self.failures_by_reason),
             "skipped_by_reason": dict(self.skipped_by_reason),
             "matches_by_rule": dict(self.matches_by_rule),
             "rule_errors_by_rule": dict(self.rule_errors_by_rule),
+            "sent_by_destination": dict(self.sent_by_destination),
+            "failed_by_destination": dict(self.failed_by_destination),
+            "evaluation_seconds": round(self.evaluation_seconds, 3),
+            "file_lag_seconds": (
+                None if self.file_lag_seconds is None else round(self.file_lag_seconds, 1)
+            ),
         }

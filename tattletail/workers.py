@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
@@ -59,6 +60,7 @@ def scrub_environment() -> None:
 def _serve(conn: Connection, rules: RuleSet, job: _Job) -> None:
     """Gunzip, decode and evaluate one log file, replying once per batch of records, so the
     supervisor can bound each batch's time and keep what finished before an overrun."""
+    started = time.process_time()
     records = decode_records(decompress(job.payload, job.max_bytes))
     batches = range(0, len(records), job.batch_size)
     for number, start in enumerate(batches):
@@ -71,6 +73,12 @@ def _serve(conn: Connection, rules: RuleSet, job: _Job) -> None:
             )
         else:
             result = rules.evaluate(batch, job.skip)
+        # ISO 8601 UTC times in one format compare correctly as strings.
+        result.newest_event_time = max(
+            (t for r in batch if isinstance(t := r.get("eventTime"), str)), default=None
+        )
+        result.seconds = time.process_time() - started
+        started = time.process_time()
         conn.send(("batch", number, result))
     conn.send(("done", len(batches)))
 
