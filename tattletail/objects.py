@@ -89,8 +89,11 @@ async def _read_s3(s3: Any, ref: ObjectRef, max_bytes: int) -> bytes:
             )
         chunks: list[bytes] = []
         received = 0
-        async with response["Body"] as body:
-            while chunk := await body.read(_CHUNK):
+        body = response["Body"]
+        # Entering the body releases the connection on exit; reading goes through botocore's
+        # wrapper, which also checks the length received against Content-Length.
+        async with body:
+            async for chunk in body.iter_chunks(_CHUNK):
                 received += len(chunk)
                 if received > max_bytes:
                     raise ObjectError(
