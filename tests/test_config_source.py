@@ -78,9 +78,7 @@ def test_broken_config_keeps_last_good_one_until_a_good_one_arrives(
     alerts = [orjson.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
     assert [a["match"] for a in alerts] == ["username: user1"]
     failures = [
-        orjson.loads(line)
-        for line in captured.err.splitlines()
-        if '"config_reload_failed"' in line
+        orjson.loads(line) for line in captured.err.splitlines() if '"config_reload_failed"' in line
     ]
     assert len(failures) == 1
     assert "jq_match does not compile" in failures[0]["error"]
@@ -127,7 +125,9 @@ async def test_unchanged_config_is_a_conditional_get_that_returns_nothing(
     aws = AwsClients(s3_config.endpoint)
     try:
         s3 = await aws.client("s3")
-        loaded, etag = await config_source.load_from_s3_with_etag(s3, CONFIG_BUCKET, "tattletail.toml")
+        loaded, etag = await config_source.load_from_s3_with_etag(
+            s3, CONFIG_BUCKET, "tattletail.toml"
+        )
         assert etag and loaded.rules[0].name == "Create User"
         watcher = config_source.S3ConfigWatcher(CONFIG_BUCKET, "tattletail.toml", 60, etag)
         clock.now += 61
