@@ -1,7 +1,9 @@
 # Tattletail as a Lambda container image.
 #   docker build -t tattletail .        (bundles ./tattletail.toml when the file exists)
 # Without a bundled config, set S3_CONFIG_BUCKET and S3_CONFIG_PATH on the function.
-ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.12
+# Pinned by digest so a rebuild is the same image; refresh it deliberately with
+#   docker buildx imagetools inspect public.ecr.aws/lambda/python:3.12
+ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.12@sha256:92c88c1adc374b073b07b12bd4045497af7da68230d47c2b330423115c5850dc
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
