@@ -19,18 +19,7 @@ from typing import Any
 import jq
 import orjson
 
-try:  # TEMPORARY until native lands
-    from tattletail.native import NO_OUTPUT, Fallback, NativeProgram, compile_native
-except ImportError:
-    NO_OUTPUT = object()
-
-    class Fallback(Exception): ...
-
-    NativeProgram = object
-
-    def compile_native(source):
-        return None
-
+from tattletail.native import NO_OUTPUT, Fallback, NativeProgram, compile_native
 
 # Per rule and per object, how many runtime errors are kept with their message (all are counted).
 ERROR_SAMPLES_PER_RULE = 5
@@ -120,17 +109,30 @@ class Evaluation:
 
 
 class CompiledRule:
+    """One rule, compiled for libjq and, where its shape allows, for the native fast path."""
+
     def __init__(self, index: int, source: RuleSource) -> None:
         self.index = index
         self.name = source.name
         self.program = jq.compile(source.jq_match)
-        self.native: NativeProgram | None = compile_native(source.jq_match)
+        native: NativeProgram | None = compile_native(source.jq_match)
+        required = dict(native.required or {}) if native is not None else {}
+        # eventName is checked once per record by RuleSet's index; the rest here, per rule.
+        self.required_event_names: frozenset[str] | None = required.pop(("eventName",), None)
+        self._other_required = tuple(required.items())
+        self._native = native if native is not None and native.evaluable else None
 
     def first_output(self, record: dict[str, Any], record_text: _LazyText) -> Any:
-        native = self.native
-        if native is not None:
+        for path, allowed in self._other_required:
+            value: Any = record
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if not isinstance(value, str) or value not in allowed:
+                # Provably no output and no error: the prefilter's contract.
+                return NO_OUTPUT
+        if self._native is not None:
             try:
-                return native.first_output(record)
+                return self._native.first_output(record)
             except Fallback:
                 pass
         return libjq_first_output(self.program, record_text.get())
@@ -221,8 +223,5 @@ def _apply(rule: CompiledRule, record: dict[str, Any], text: _LazyText, result: 
 
 
 def _may_match(rule: CompiledRule, event_name: str | None) -> bool:
-    required = rule.native.required if rule.native is not None else None
-    if not required:
-        return True
-    allowed = required.get(("eventName",))
+    allowed = rule.required_event_names
     return allowed is None or event_name in allowed

@@ -1,0 +1,2017 @@
+"""Native fast path for jq rules: common rule shapes evaluated in pure Python.
+
+Why this exists
+---------------
+Every rule is run against every CloudTrail record, and a libjq call costs tens of microseconds
+(the record has to be serialised and re-parsed by jq), while the typical rule,
+``select(.eventName == "CreateUser")``, only needs one dict lookup.  This module compiles the
+rule text into nested Python closures that compute the same thing for the shapes real rules use.
+
+The contract
+------------
+libjq is the definition of what a rule means.  For a record, the engine only needs *the first
+output of the program, or the fact that there is none* (it then decides match / no match /
+annotation itself).  :meth:`NativeProgram.first_output` returns exactly that, or raises
+:class:`Fallback`.
+
+``Fallback`` is how the fast path stays exact without modelling all of jq: whenever the answer
+depends on something not modelled exactly -- a jq runtime error (the engine must see and count
+the real error), a float or an integer beyond 2**53 in a comparison (jq compares number
+*literals* with arbitrary precision, and the text libjq sees may hold more digits than the
+double orjson decoded), a regex feature whose Oniguruma and Python meanings differ for the
+input at hand (``\\d`` or case folding on non-ASCII text), formatting a float -- the evaluator
+gives up for that record only and the engine asks libjq.  Being unsure is always allowed; being
+wrong never is.
+
+Evaluation is lazy like jq's: multi-output expressions are Python generators and only what is
+needed for the first output is evaluated, so an error jq raises after the first output does not
+change the result, while an error before it (or an empty result) does.
+
+Values are the Python values the ``jq`` binding would return: numbers are reported as the
+binding reports them (it goes through a double and makes integral values ``int``).  One
+exception, for speed: an output that *is* the input record (``select(...)`` rules) is returned
+as the record object itself.  The binding would return an equal copy, except that it rounds
+integers beyond 2**53 through a double.
+
+The record handed to :meth:`~NativeProgram.first_output` must be what orjson decoded from the
+text libjq is given (``dict``/``list``/``str``/``int``/``float``/``bool``/``None``).  Integers are
+assumed to be written canonically in that text (orjson re-serialisation does; ``-0`` written in
+the original would interpolate as ``"-0"`` in jq and as ``"0"`` here).
+
+Prefilter
+---------
+:attr:`NativeProgram.required` maps record paths (one key deep) to the string values that path
+must hold for the program to possibly match.  It is derived from the program's structure
+(``select(.eventName == "A")``, ``.eventSource == "x" and ...``, ``IN(.eventName; "A", "B")``, ...)
+and only where the check provably runs before anything that could fail: for any record that
+violates it, the program produces no output or only null/false outputs, and raises no error.
+
+Rules whose body uses something the evaluator does not support can still have a prefilter:
+``compile_native`` then returns a program with ``evaluable=False`` whose ``first_output`` always
+raises ``Fallback``.  It returns ``None`` only when neither evaluation nor a prefilter is
+available.
+
+Supported subset
+----------------
+``.``, ``.a.b``, ``."a"``, ``.["a"]``, ``.[N]``, ``.[]``, each with an optional ``?``; ``(e)?``;
+``|``, ``,``, ``//``, ``and``, ``or``, ``== != < <= > >=``, ``+``; literals ``true false null``,
+integers, strings with escapes and interpolation ``"\\(e)"``; ``if c then a elif ... else b end``;
+``select not empty length type tostring ascii_downcase ascii_upcase startswith endswith
+ltrimstr rtrimstr contains has test IN any all isempty values nulls booleans numbers strings
+arrays objects iterables scalars`` (string/regex arguments must be literals).  ``test`` accepts a
+conservative regex subset (literals, ``.``, anchors ``^ $ \\A``, groups, alternation, classes,
+``\\d \\w \\s \\b`` and negations, greedy/lazy quantifiers; flags ``i``, ``g`` and a no-op ``x``).
+Everything else makes the body unsupported; ``def``, ``reduce``, ``foreach``, ``try``,
+``label``, ``as`` bindings, assignments and unary minus make the whole program unsupported.
+The semantics modelled are those of the jq bundled with the ``jq`` binding (jq 1.8).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
+
+__all__ = [
+    "NO_OUTPUT",
+    "Fallback",
+    "NativeProgram",
+    "compile_native",
+    "required_values",
+]
+
+
+class Fallback(Exception):
+    """The native evaluator is not sure for this record; ask libjq."""
+
+
+class _JqRuntimeError(Fallback):
+    """libjq certainly raises a runtime error at this point.
+
+    It subclasses Fallback so that, when nothing catches it, the engine runs libjq and gets the
+    real error (with its message, for its counters).  jq's ``?`` catches exactly this class:
+    a plain Fallback means "unsure" and must never be swallowed.
+    """
+
+
+class _NoOutput:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_OUTPUT"
+
+
+NO_OUTPUT: Final[object] = _NoOutput()
+
+# Largest magnitude where a Python int, a double and a jq number literal all agree.
+_EXACT: Final = 2**53
+
+Fn = Callable[[Any], Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+@dataclass(frozen=True, slots=True)
+class NativeProgram:
+    """A jq program compiled for native evaluation (see the module docstring)."""
+
+    source: str
+    required: Mapping[tuple[str, ...], frozenset[str]] | None
+    evaluable: bool
+    _run: Fn = field(repr=False, compare=False)
+
+    def first_output(self, record: Any) -> Any:
+        """First output of the program on ``record``, or ``NO_OUTPUT``; raises ``Fallback``."""
+        return self._run(record)
+
+
+def compile_native(source: str) -> NativeProgram | None:
+    """Compile ``source``; ``None`` when there is neither a native evaluator nor a prefilter."""
+    ast = _parse(source)
+    if ast is None:
+        return None
+    required = _required(ast)
+    try:
+        run = _compile_program(ast)
+    except _Unsupported:
+        if required is None:
+            return None
+        return NativeProgram(source, required, evaluable=False, _run=_always_fallback)
+    return NativeProgram(source, required, evaluable=True, _run=run)
+
+
+def required_values(source: str) -> Mapping[tuple[str, ...], frozenset[str]] | None:
+    """The prefilter of ``source`` (see ``NativeProgram.required``), even if it is not evaluable."""
+    ast = _parse(source)
+    return None if ast is None else _required(ast)
+
+
+def _always_fallback(record: Any) -> Any:
+    raise Fallback
+
+
+# ---------------------------------------------------------------------------------------------
+# AST
+
+
+class _Unsupported(Exception):
+    """Outside the subset; at parse time the whole program, at compile time the body."""
+
+
+class _Node:
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Identity(_Node):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Index(_Node):
+    target: _Node
+    key: str | int
+    optional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Iterate(_Node):
+    target: _Node
+    optional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Const(_Node):
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Interp(_Node):
+    parts: tuple[str | _Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pipe(_Node):
+    left: _Node
+    right: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Comma(_Node):
+    left: _Node
+    right: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Alt(_Node):
+    left: _Node
+    right: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _And(_Node):
+    left: _Node
+    right: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Or(_Node):
+    left: _Node
+    right: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Compare(_Node):
+    op: str
+    left: _Node
+    right: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Add(_Node):
+    left: _Node
+    right: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Call(_Node):
+    name: str
+    args: tuple[_Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _If(_Node):
+    cond: _Node
+    then: _Node
+    otherwise: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Try(_Node):
+    body: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Opaque(_Node):
+    """Parsed only far enough to know where it ends; never evaluated natively."""
+
+    what: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Lexer and parser (jq 1.8 grammar, for the part of it that rules use)
+
+
+class _Tok(NamedTuple):
+    kind: str  # field str num ident kw var format op eof
+    value: Any
+    end: int
+
+
+_KEYWORDS: Final = frozenset(
+    [
+        "__loc__",
+        "and",
+        "as",
+        "break",
+        "catch",
+        "def",
+        "elif",
+        "else",
+        "end",
+        "foreach",
+        "if",
+        "import",
+        "include",
+        "label",
+        "module",
+        "or",
+        "reduce",
+        "then",
+        "try",
+    ]
+)
+# Keywords that change scoping or control flow in ways this module does not model at all.
+_REJECTED_KEYWORDS: Final = frozenset(
+    [
+        "as",
+        "break",
+        "catch",
+        "def",
+        "foreach",
+        "import",
+        "include",
+        "label",
+        "module",
+        "reduce",
+        "try",
+        "__loc__",
+    ]
+)
+_OPERATORS: Final = (
+    "?//",
+    "//=",
+    "|=",
+    "+=",
+    "-=",
+    "*=",
+    "/=",
+    "%=",
+    "==",
+    "!=",
+    "<=",
+    ">=",
+    "//",
+    "..",
+)
+_SINGLE_OPS: Final = frozenset(".?=;,:|+-*/%<>[]{}()")
+_COMPARISONS: Final = frozenset(("==", "!=", "<", "<=", ">", ">="))
+_ASSIGNMENTS: Final = frozenset(("=", "|=", "+=", "-=", "*=", "/=", "%=", "//=", "?//"))
+_IDENT_RE: Final = re.compile(r"(?:[a-zA-Z_][a-zA-Z_0-9]*::)*[a-zA-Z_][a-zA-Z_0-9]*")
+_FIELD_RE: Final = re.compile(r"\.([a-zA-Z_][a-zA-Z_0-9]*)")
+_NUMBER_RE: Final = re.compile(r"[0-9.]+(?:[eE][+-]?[0-9]+)?")
+_VAR_RE: Final = re.compile(r"\$[a-zA-Z_][a-zA-Z_0-9]*")
+_FORMAT_RE: Final = re.compile(r"@[a-zA-Z0-9_]+")
+_STRING_ESCAPES: Final = {
+    '"': '"',
+    "\\": "\\",
+    "/": "/",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+}
+
+
+def _parse(source: str) -> _Node | None:
+    try:
+        parser = _Parser(source, 0)
+        node = parser.parse_pipe()
+        if parser.peek().kind != "eof":
+            return None
+    except (_Unsupported, RecursionError):
+        return None
+    return node
+
+
+class _Parser:
+    def __init__(self, src: str, pos: int) -> None:
+        self.src = src
+        self.pos = pos
+        self._peeked: _Tok | None = None
+
+    # -- tokens
+
+    def peek(self) -> _Tok:
+        if self._peeked is None:
+            self._peeked = self._scan()
+        return self._peeked
+
+    def next(self) -> _Tok:
+        tok = self.peek()
+        self._peeked = None
+        return tok
+
+    def at_op(self, *ops: str) -> bool:
+        tok = self.peek()
+        return tok.kind == "op" and tok.value in ops
+
+    def accept_op(self, op: str) -> bool:
+        if self.at_op(op):
+            self.next()
+            return True
+        return False
+
+    def expect_op(self, op: str) -> None:
+        if not self.accept_op(op):
+            raise _Unsupported(f"expected {op!r}")
+
+    def accept_kw(self, kw: str) -> bool:
+        tok = self.peek()
+        if tok.kind == "kw" and tok.value == kw:
+            self.next()
+            return True
+        return False
+
+    def _scan(self) -> _Tok:
+        src, n = self.src, len(self.src)
+        i = self.pos
+        while i < n:
+            c = src[i]
+            if c in " \t\n\r":
+                i += 1
+            elif c == "#":
+                j = src.find("\n", i)
+                j = n if j < 0 else j
+                # jq 1.8 lets a backslash continue a comment onto the next line; do not guess.
+                if "\\" in src[i:j]:
+                    raise _Unsupported("backslash in comment")
+                i = j
+            else:
+                break
+        if i >= n:
+            self.pos = n
+            return _Tok("eof", None, n)
+        c = src[i]
+        tok: _Tok
+        if c == '"':
+            value, end = self._scan_string(i + 1)
+            tok = _Tok("str", value, end)
+        elif c == "." and (m := _FIELD_RE.match(src, i)):
+            tok = _Tok("field", m.group(1), m.end())
+        elif c.isdigit() or (c == "." and i + 1 < n and src[i + 1].isdigit()):
+            m = _NUMBER_RE.match(src, i)
+            assert m is not None
+            tok = _Tok("num", m.group(), m.end())
+        elif c.isascii() and (c.isalpha() or c == "_"):
+            m = _IDENT_RE.match(src, i)
+            assert m is not None
+            word = m.group()
+            tok = _Tok("kw" if word in _KEYWORDS else "ident", word, m.end())
+        elif c == "$":
+            m = _VAR_RE.match(src, i)
+            if m is None:
+                raise _Unsupported("bad variable")
+            tok = _Tok("var", m.group(), m.end())
+        elif c == "@":
+            m = _FORMAT_RE.match(src, i)
+            if m is None:
+                raise _Unsupported("bad format")
+            tok = _Tok("format", m.group(), m.end())
+        else:
+            for op in _OPERATORS:
+                if src.startswith(op, i):
+                    tok = _Tok("op", op, i + len(op))
+                    break
+            else:
+                if c not in _SINGLE_OPS:
+                    raise _Unsupported(f"unexpected character {c!r}")
+                tok = _Tok("op", c, i + 1)
+        self.pos = tok.end
+        return tok
+
+    def _scan_string(self, i: int) -> tuple[tuple[str | _Node, ...], int]:
+        src, n = self.src, len(self.src)
+        parts: list[str | _Node] = []
+        buf: list[str] = []
+        while True:
+            if i >= n:
+                raise _Unsupported("unterminated string")
+            c = src[i]
+            if c == '"':
+                i += 1
+                break
+            if c != "\\":
+                buf.append(c)
+                i += 1
+                continue
+            d = src[i + 1 : i + 2]
+            if d == "(":
+                sub = _Parser(src, i + 2)
+                expr = sub.parse_pipe()
+                close = sub.next()
+                if close.kind != "op" or close.value != ")":
+                    raise _Unsupported("bad interpolation")
+                parts.append("".join(buf))
+                buf = []
+                parts.append(expr)
+                i = close.end
+            elif d in _STRING_ESCAPES:
+                buf.append(_STRING_ESCAPES[d])
+                i += 2
+            elif d == "u":
+                code, i = self._scan_unicode_escape(i)
+                buf.append(chr(code))
+            else:
+                raise _Unsupported("bad string escape")
+        parts.append("".join(buf))
+        return tuple(p for p in parts if p != ""), i
+
+    def _scan_unicode_escape(self, i: int) -> tuple[int, int]:
+        src = self.src
+        hex4 = src[i + 2 : i + 6]
+        if len(hex4) != 4 or not all(h in "0123456789abcdefABCDEF" for h in hex4):
+            raise _Unsupported("bad \\u escape")
+        code = int(hex4, 16)
+        i += 6
+        if 0xDC00 <= code <= 0xDFFF:
+            raise _Unsupported("lone low surrogate")
+        if 0xD800 <= code <= 0xDBFF:
+            low = src[i + 2 : i + 6] if src.startswith("\\u", i) else ""
+            if len(low) != 4 or not all(h in "0123456789abcdefABCDEF" for h in low):
+                raise _Unsupported("lone high surrogate")
+            low_code = int(low, 16)
+            if not 0xDC00 <= low_code <= 0xDFFF:
+                raise _Unsupported("lone high surrogate")
+            code = 0x10000 + ((code - 0xD800) << 10) + (low_code - 0xDC00)
+            i += 6
+        return code, i
+
+    # -- grammar, lowest precedence first
+
+    def parse_pipe(self) -> _Node:
+        tok = self.peek()
+        if tok.kind == "kw" and tok.value in _REJECTED_KEYWORDS:
+            raise _Unsupported(tok.value)
+        left = self.parse_comma()
+        if self.accept_op("|"):
+            return _Pipe(left, self.parse_pipe())
+        return left
+
+    def parse_comma(self) -> _Node:
+        left = self.parse_alt()
+        while self.accept_op(","):
+            left = _Comma(left, self.parse_alt())
+        return left
+
+    def parse_alt(self) -> _Node:
+        left = self.parse_or()
+        if self.accept_op("//"):
+            return _Alt(left, self.parse_alt())
+        tok = self.peek()
+        if tok.kind == "op" and tok.value in _ASSIGNMENTS:
+            raise _Unsupported("assignment")
+        return left
+
+    def parse_or(self) -> _Node:
+        left = self.parse_and()
+        while self.accept_kw("or"):
+            left = _Or(left, self.parse_and())
+        return left
+
+    def parse_and(self) -> _Node:
+        left = self.parse_compare()
+        while self.accept_kw("and"):
+            left = _And(left, self.parse_compare())
+        return left
+
+    def parse_compare(self) -> _Node:
+        left = self.parse_additive()
+        tok = self.peek()
+        if tok.kind == "op" and tok.value in _COMPARISONS:
+            self.next()
+            node = _Compare(tok.value, left, self.parse_additive())
+            after = self.peek()
+            if after.kind == "op" and after.value in _COMPARISONS:
+                raise _Unsupported("comparisons do not chain")
+            return node
+        return left
+
+    def parse_additive(self) -> _Node:
+        left = self.parse_multiplicative()
+        while self.at_op("+", "-"):
+            op = self.next().value
+            right = self.parse_multiplicative()
+            left = _Add(left, right) if op == "+" else _Opaque("-")
+        return left
+
+    def parse_multiplicative(self) -> _Node:
+        left = self.parse_postfix()
+        while self.at_op("*", "/", "%"):
+            self.next()
+            self.parse_postfix()
+            left = _Opaque("arithmetic")
+        return left
+
+    def parse_postfix(self) -> _Node:
+        node = self.parse_primary()
+        while True:
+            tok = self.peek()
+            if tok.kind == "field":
+                self.next()
+                node = _Index(node, tok.value, self.accept_op("?"))
+            elif tok.kind == "op" and tok.value == ".":
+                # After a term, a lone "." can only start `."key"` or `.[...]`.
+                self.next()
+                nxt = self.peek()
+                if nxt.kind == "str":
+                    self.next()
+                    node = self._string_index(node, nxt.value)
+                elif self.accept_op("["):
+                    node = self._bracket_suffix(node)
+                else:
+                    raise _Unsupported("stray '.'")
+            elif tok.kind == "op" and tok.value == "[":
+                self.next()
+                node = self._bracket_suffix(node)
+            elif tok.kind == "op" and tok.value == "?":
+                self.next()
+                node = _Try(node)
+            else:
+                break
+        tok = self.peek()
+        if tok.kind == "kw" and tok.value == "as":
+            raise _Unsupported("as")
+        return node
+
+    def _string_index(self, target: _Node, parts: tuple[str | _Node, ...]) -> _Node:
+        optional = self.accept_op("?")
+        if all(isinstance(p, str) for p in parts):
+            return _Index(target, "".join(parts), optional)  # type: ignore[arg-type]
+        return _Opaque("computed key")
+
+    def _bracket_suffix(self, target: _Node) -> _Node:
+        if self.accept_op("]"):
+            return _Iterate(target, self.accept_op("?"))
+        if self.accept_op(":"):
+            self.parse_pipe()
+            self.expect_op("]")
+            self.accept_op("?")
+            return _Opaque("slice")
+        key = self.parse_pipe()
+        if self.accept_op(":"):
+            if not self.at_op("]"):
+                self.parse_pipe()
+            self.expect_op("]")
+            self.accept_op("?")
+            return _Opaque("slice")
+        self.expect_op("]")
+        optional = self.accept_op("?")
+        if isinstance(key, _Const) and (
+            type(key.value) is str or (type(key.value) is int and abs(key.value) < 2**31)
+        ):
+            return _Index(target, key.value, optional)
+        return _Opaque("computed index")
+
+    def parse_primary(self) -> _Node:
+        tok = self.next()
+        kind, value = tok.kind, tok.value
+        if kind == "field":
+            # Re-handled by the postfix loop so that `.a?` and `.a.b` share one code path.
+            self._peeked = tok
+            return _Identity()
+        if kind == "op":
+            if value == ".":
+                nxt = self.peek()
+                if nxt.kind == "str":
+                    self.next()
+                    return self._string_index(_Identity(), nxt.value)
+                return _Identity()
+            if value == "..":
+                return _Opaque("..")
+            if value == "(":
+                node = self.parse_pipe()
+                self.expect_op(")")
+                return node
+            if value == "[":
+                if not self.accept_op("]"):
+                    self.parse_pipe()
+                    self.expect_op("]")
+                return _Opaque("array construction")
+            if value == "{":
+                self._skip_balanced()
+                return _Opaque("object construction")
+            raise _Unsupported(f"unexpected {value!r}")
+        if kind == "str":
+            if all(isinstance(p, str) for p in value):
+                return _Const("".join(value))
+            return _Interp(value)
+        if kind == "num":
+            if value.isdigit() and (value == "0" or value[0] != "0") and int(value) <= _EXACT:
+                return _Const(int(value))
+            return _Opaque("number literal")
+        if kind == "var":
+            return _Opaque(value)
+        if kind == "format":
+            if self.peek().kind == "str":
+                self.next()
+            return _Opaque(value)
+        if kind == "kw":
+            if value == "if":
+                return self._parse_if()
+            raise _Unsupported(value)
+        if kind == "ident":
+            args: list[_Node] = []
+            if self.accept_op("("):
+                args.append(self.parse_pipe())
+                while self.accept_op(";"):
+                    args.append(self.parse_pipe())
+                self.expect_op(")")
+            if not args and value in ("true", "false", "null"):
+                return _Const({"true": True, "false": False, "null": None}[value])
+            if "::" in value:
+                raise _Unsupported("module reference")
+            return _Call(value, tuple(args))
+        raise _Unsupported("unexpected end")
+
+    def _parse_if(self) -> _Node:
+        branches: list[tuple[_Node, _Node]] = []
+        cond = self.parse_pipe()
+        if not self.accept_kw("then"):
+            raise _Unsupported("if without then")
+        branches.append((cond, self.parse_pipe()))
+        otherwise: _Node = _Identity()
+        while True:
+            if self.accept_kw("elif"):
+                cond = self.parse_pipe()
+                if not self.accept_kw("then"):
+                    raise _Unsupported("elif without then")
+                branches.append((cond, self.parse_pipe()))
+            elif self.accept_kw("else"):
+                otherwise = self.parse_pipe()
+                if not self.accept_kw("end"):
+                    raise _Unsupported("else without end")
+                break
+            elif self.accept_kw("end"):
+                break
+            else:
+                raise _Unsupported("unterminated if")
+        for cond, then in reversed(branches):
+            otherwise = _If(cond, then, otherwise)
+        return otherwise
+
+    def _skip_balanced(self) -> None:
+        depth = 1
+        while depth:
+            tok = self.next()
+            if tok.kind == "eof":
+                raise _Unsupported("unbalanced")
+            if tok.kind == "op":
+                if tok.value in "([{":
+                    depth += 1
+                elif tok.value in ")]}":
+                    depth -= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# jq value semantics
+
+
+def _truthy(v: Any) -> bool:
+    return v is not None and v is not False
+
+
+_KIND_RANK: Final[dict[type, int]] = {
+    type(None): 0,
+    bool: 1,
+    int: 3,
+    float: 3,
+    str: 4,
+    list: 5,
+    dict: 6,
+}
+_TYPE_NAMES: Final[dict[type, str]] = {
+    type(None): "null",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
+
+
+def _rank(v: Any) -> int:
+    rank = _KIND_RANK.get(v.__class__)
+    if rank is None:
+        raise Fallback  # not a JSON value as orjson would decode it
+    if rank == 1 and v:
+        return 2  # jq orders false < true as distinct kinds
+    return rank
+
+
+def _exact_number(v: Any) -> None:
+    # jq compares number literals with arbitrary precision; the double we hold may have lost
+    # digits of the literal libjq sees, so only small integers are compared here.
+    if v.__class__ is not int or not -_EXACT <= v <= _EXACT:
+        raise Fallback
+
+
+def _jq_cmp(a: Any, b: Any) -> int:
+    ra, rb = _rank(a), _rank(b)
+    if ra != rb:
+        return -1 if ra < rb else 1
+    if ra == 3:
+        _exact_number(a)
+        _exact_number(b)
+    elif ra == 5:
+        for x, y in zip(a, b, strict=False):
+            c = _jq_cmp(x, y)
+            if c:
+                return c
+        return (len(a) > len(b)) - (len(a) < len(b))
+    elif ra == 6:
+        keys_a, keys_b = sorted(a), sorted(b)
+        c = _jq_cmp(keys_a, keys_b)
+        if c:
+            return c
+        for k in keys_a:
+            c = _jq_cmp(a[k], b[k])
+            if c:
+                return c
+        return 0
+    elif ra != 4:
+        return 0  # null, false, true: one value each
+    return (a > b) - (a < b)
+
+
+def _jq_eq(a: Any, b: Any) -> bool:
+    if a.__class__ is str or b.__class__ is str:
+        return a == b  # a str never equals a non-str in Python either
+    ra, rb = _rank(a), _rank(b)
+    if ra != rb:
+        return False
+    if ra == 3:
+        _exact_number(a)
+        _exact_number(b)
+        return a == b
+    if ra == 5:
+        return len(a) == len(b) and all(_jq_eq(x, y) for x, y in zip(a, b, strict=True))
+    if ra == 6:
+        return a.keys() == b.keys() and all(_jq_eq(v, b[k]) for k, v in a.items())
+    return True
+
+
+_COMPARE_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "==": _jq_eq,
+    "!=": lambda a, b: not _jq_eq(a, b),
+    "<": lambda a, b: _jq_cmp(a, b) < 0,
+    "<=": lambda a, b: _jq_cmp(a, b) <= 0,
+    ">": lambda a, b: _jq_cmp(a, b) > 0,
+    ">=": lambda a, b: _jq_cmp(a, b) >= 0,
+}
+
+
+def _jq_add(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    ta, tb = a.__class__, b.__class__
+    if ta is str and tb is str:
+        return a + b
+    if ta is list and tb is list:
+        return a + b
+    if ta is int and tb is int:
+        # A double sum is exact (and prints like an int) only well inside 2**53.
+        if -(2**52) <= a <= 2**52 and -(2**52) <= b <= 2**52:
+            return a + b
+        raise Fallback
+    if _rank(a) != _rank(b) or ta is bool:
+        raise _JqRuntimeError  # "cannot be added"
+    raise Fallback  # float arithmetic, object merge
+
+
+def _format(v: Any) -> str:
+    """``tostring``/interpolation of ``v``, where it is certain to match jq's text."""
+    t = v.__class__
+    if t is str:
+        return v
+    if v is None:
+        return "null"
+    if t is bool:
+        return "true" if v else "false"
+    if t is int and -_EXACT <= v <= _EXACT:
+        return str(v)
+    raise Fallback  # floats (literal-preserving formatting), containers (jq's own tojson)
+
+
+def _binding_value(v: Any) -> Any:
+    """``v`` as the jq binding returns it: numbers go through a double, integral ones to int."""
+    t = v.__class__
+    if t is float:
+        return int(v) if v.is_integer() else v
+    if t is int:
+        return v if -_EXACT <= v <= _EXACT else int(float(v))
+    if t is list:
+        return [_binding_value(x) for x in v]
+    if t is dict:
+        return {k: _binding_value(x) for k, x in v.items()}
+    return v
+
+
+_ASCII_LOWER: Final = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+_ASCII_UPPER: Final = {c: c - 32 for c in range(ord("a"), ord("z") + 1)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Regexes: only patterns whose Oniguruma (jq) and Python meanings provably coincide.
+
+_REGEX_PUNCT: Final = frozenset(".^$*+?()[]{}|\\/-_ #~'\";:,=!@%&")
+_REGEX_CLASS_SHORTHANDS: Final = frozenset("dDwWsS")
+_REGEX_CONTROL: Final = {"n": "\n", "t": "\t", "r": "\r"}
+_REGEX_INTERVAL: Final = re.compile(r"\{([0-9]{1,4})(,([0-9]{1,4})?)?\}")
+
+
+class _Regex(NamedTuple):
+    search: Callable[[str], re.Match[str] | None]
+    ascii_only: bool  # the meaning differs from Oniguruma's on non-ASCII input
+
+
+def _compile_regex(pattern: str, flags: str) -> _Regex | None:
+    icase = False
+    for flag in flags:
+        if flag == "i":
+            icase = True
+        elif flag not in "gx":  # g: test stops at the first match anyway
+            return None
+    # x only ignores whitespace and #-comments; without either it changes nothing.
+    if "x" in flags and any(c.isspace() or c == "#" for c in pattern):
+        return None
+    if pattern.startswith("(?i)"):
+        icase, pattern = True, pattern[4:]
+    if icase and not pattern.isascii():
+        return None  # Unicode case folding differs (Oniguruma folds "ss" and "ß")
+    sensitive = _check_regex(pattern, icase)
+    if sensitive is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            compiled = re.compile(pattern, re.ASCII | (re.IGNORECASE if icase else 0))
+        except (re.error, Warning):
+            return None
+    return _Regex(compiled.search, sensitive or icase)
+
+
+def _check_regex(p: str, icase: bool) -> bool | None:
+    """None if outside the subset; else whether it uses \\d \\w \\s \\b (ASCII-only agreement)."""
+    sensitive = False
+    depth = 0
+    quantifiable = False  # may the next token be a quantifier?
+    i, n = 0, len(p)
+    while i < n:
+        c = p[i]
+        if c == "\\":
+            d = p[i + 1 : i + 2]
+            if d in _REGEX_CLASS_SHORTHANDS:
+                sensitive, quantifiable = True, True
+            elif d in ("b", "B"):
+                sensitive, quantifiable = True, False
+            elif d == "A":
+                quantifiable = False
+            elif d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT):
+                quantifiable = True
+            else:
+                return None
+            i += 2
+        elif c == "[":
+            end, class_sensitive = _check_regex_class(p, i, icase)
+            if end is None:
+                return None
+            sensitive = sensitive or class_sensitive
+            quantifiable = True
+            i = end
+        elif c == "(":
+            if p.startswith("(?:", i):
+                i += 3
+            elif p.startswith("(?", i):
+                return None  # lookarounds, named groups, inline flags, comments
+            else:
+                i += 1
+            depth += 1
+            quantifiable = False
+        elif c == ")":
+            if depth == 0:
+                return None
+            depth -= 1
+            quantifiable = True
+            i += 1
+        elif c in "*+?{":
+            if not quantifiable:
+                return None
+            if c == "{":
+                m = _REGEX_INTERVAL.match(p, i)
+                if m is None:
+                    return None  # Oniguruma reads `{,n}` and bad braces literally
+                low, high = int(m.group(1)), m.group(3)
+                if low > 1000 or (high is not None and not low <= int(high) <= 1000):
+                    return None
+                i = m.end()
+            else:
+                i += 1
+            if p[i : i + 1] == "?":
+                i += 1  # lazy: same match/no-match answer
+            if p[i : i + 1] in ("*", "+", "?", "{"):
+                return None  # possessive or stacked quantifiers
+            quantifiable = False
+        elif c in "|^$":
+            quantifiable = False
+            i += 1
+        elif c in "]}":
+            return None
+        else:
+            quantifiable = True
+            i += 1
+    if depth:
+        return None
+    return sensitive
+
+
+def _check_regex_class(p: str, i: int, icase: bool) -> tuple[int | None, bool]:
+    """Check the class starting at ``p[i] == "["``; (index after it, uses \\d etc.)."""
+    sensitive = False
+    j = i + 1
+    if p[j : j + 1] == "^":
+        j += 1
+    start = j
+    n = len(p)
+    while j < n and p[j] != "]":
+        c = p[j]
+        if c == "[" or p[j : j + 2] in ("&&", "||", "~~", "--"):
+            return None, False  # nested classes, set operations
+        if c == "\\":
+            d = p[j + 1 : j + 2]
+            if d in _REGEX_CLASS_SHORTHANDS:
+                sensitive = True
+            elif not (d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT)):
+                return None, False
+            if p[j + 2 : j + 3] == "-" and p[j + 3 : j + 4] != "]":
+                return None, False  # ranges only between plain characters
+            j += 2
+        elif c == "-":
+            if j != start and p[j + 1 : j + 2] != "]":
+                return None, False
+            j += 1
+        elif p[j + 1 : j + 2] == "-" and p[j + 2 : j + 3] not in ("", "]"):
+            high = p[j + 2]
+            if high in "\\[]^-" or ord(high) < ord(c):
+                return None, False
+            if icase and not _same_case_range(c, high):
+                return None, False  # how each engine folds a mixed range is not worth proving
+            j += 3
+        else:
+            j += 1
+    if j >= n or j == start:
+        return None, False
+    return j + 1, sensitive
+
+
+def _same_case_range(low: str, high: str) -> bool:
+    return any(
+        low.isascii() and high.isascii() and test(low) and test(high)
+        for test in (str.islower, str.isupper, str.isdigit)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiler: AST -> closures.  Each node compiles to one of three calling conventions, so that
+# the common single-valued shapes never pay for a generator.
+
+_ONE: Final = 0  # fn(x) -> the single output (or raises)
+_OPT: Final = 1  # fn(x) -> the single output or NO_OUTPUT
+_MANY: Final = 2  # fn(x) -> iterable of outputs, lazily evaluated
+
+
+@dataclass(frozen=True, slots=True)
+class _Code:
+    kind: int
+    fn: Fn
+    is_bool: bool = False  # _ONE and always a Python bool
+
+
+def _compile_program(ast: _Node) -> Fn:
+    code = _compile(ast)
+    run: Fn
+    if code.kind == _MANY:
+        many = code.fn
+
+        def run(x: Any) -> Any:
+            return next(iter(many(x)), NO_OUTPUT)
+
+    else:
+        run = code.fn
+    if _plain_output(ast, input_is_record=True):
+        return run
+    inner = run
+
+    def run_binding(x: Any) -> Any:
+        v = inner(x)
+        return v if v is x or v is NO_OUTPUT else _binding_value(v)
+
+    return run_binding
+
+
+def _plain_output(node: _Node, input_is_record: bool) -> bool:
+    """Outputs are only str/bool/null or the input record itself: no number conversion needed."""
+    match node:
+        case _Identity() | _Call("select", _):
+            return input_is_record
+        case _Pipe(left, right):
+            return _plain_output(right, input_is_record and _preserves_input(left))
+        case _Alt(a, b) | _Comma(a, b) | _If(_, a, b):
+            return _plain_output(a, input_is_record) and _plain_output(b, input_is_record)
+        case _Try(body):
+            return _plain_output(body, input_is_record)
+        case _Const(value):
+            return value is None or value.__class__ in (str, bool)
+        case _Compare() | _And() | _Or() | _Interp():
+            return True
+        case _Call(name, _):
+            return name in _PLAIN_BUILTINS
+    return False
+
+
+_PLAIN_BUILTINS: Final = frozenset(
+    [
+        "not",
+        "empty",
+        "type",
+        "tostring",
+        "ascii_downcase",
+        "ascii_upcase",
+        "startswith",
+        "endswith",
+        "ltrimstr",
+        "rtrimstr",
+        "contains",
+        "has",
+        "test",
+        "IN",
+        "any",
+        "all",
+        "isempty",
+    ]
+)
+
+
+def _preserves_input(node: _Node) -> bool:
+    """Every output of ``node`` is its input."""
+    match node:
+        case _Identity() | _Call("select" | "empty", _):
+            return True
+        case _Call(name, ()):
+            return name in _TYPE_SELECTORS
+        case _Pipe(a, b) | _If(_, a, b):
+            return _preserves_input(a) and _preserves_input(b)
+        case _Try(body):
+            return _preserves_input(body)
+    return False
+
+
+def _iterable(code: _Code) -> Callable[[Any], Iterable[Any]]:
+    fn = code.fn
+    if code.kind == _MANY:
+        return fn
+    if code.kind == _ONE:
+        return lambda x: (fn(x),)
+
+    def opt(x: Any) -> Iterable[Any]:
+        v = fn(x)
+        return () if v is NO_OUTPUT else (v,)
+
+    return opt
+
+
+def _compile(node: _Node) -> _Code:
+    match node:
+        case _Identity():
+            return _Code(_ONE, lambda x: x)
+        case _Const(value):
+            return _Code(_ONE, lambda x: value, is_bool=value.__class__ is bool)
+        case _Index(target, key, optional):
+            path = _static_path(node)
+            if path is not None:
+                return _Code(_ONE, _path_getter(path))
+            step = _index_step(key, optional)
+            return _pipe(_compile(target), step)
+        case _Iterate(target, optional):
+            return _pipe(_compile(target), _Code(_MANY, _each_opt if optional else _each))
+        case _Interp(parts):
+            return _compile_interp(parts)
+        case _Pipe(left, right):
+            return _compile_pipe(left, right)
+        case _Comma(left, right):
+            return _compile_comma(_compile(left), _compile(right))
+        case _Alt(left, right):
+            return _compile_alt(_compile(left), _compile(right))
+        case _And(left, right):
+            return _compile_and_or(_compile(left), _compile(right), is_and=True)
+        case _Or(left, right):
+            return _compile_and_or(_compile(left), _compile(right), is_and=False)
+        case _Compare(op, left, right):
+            return _compile_compare(op, left, right)
+        case _Add(left, right):
+            return _binary(_compile(left), _compile(right), _jq_add)
+        case _If(cond, then, otherwise):
+            return _compile_if(_compile(cond), _compile(then), _compile(otherwise))
+        case _Try(body):
+            return _compile_try(_compile(body))
+        case _Call(name, args):
+            builtin = _BUILTINS.get((name, len(args)))
+            if builtin is None:
+                raise _Unsupported(f"{name}/{len(args)}")
+            return builtin(*args)
+    raise _Unsupported(type(node).__name__)
+
+
+def _static_path(node: _Node) -> tuple[str, ...] | None:
+    keys: list[str] = []
+    while isinstance(node, _Index):
+        if node.optional or not isinstance(node.key, str):
+            return None
+        keys.append(node.key)
+        node = node.target
+    return tuple(reversed(keys)) if isinstance(node, _Identity) else None
+
+
+def _path_getter(keys: tuple[str, ...]) -> Fn:
+    """`.k1.k2...`: null propagates, anything else but an object is a jq error."""
+    if len(keys) == 1:
+        (k,) = keys
+
+        def get1(x: Any) -> Any:
+            if x.__class__ is dict:
+                return x.get(k)
+            if x is None:
+                return None
+            raise _JqRuntimeError
+
+        return get1
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def get2(x: Any) -> Any:
+            if x.__class__ is dict:
+                x = x.get(k1)
+            elif x is not None:
+                raise _JqRuntimeError
+            if x.__class__ is dict:
+                return x.get(k2)
+            if x is None:
+                return None
+            raise _JqRuntimeError
+
+        return get2
+
+    def get_n(x: Any) -> Any:
+        for k in keys:
+            if x.__class__ is dict:
+                x = x.get(k)
+            elif x is not None:
+                raise _JqRuntimeError
+        return x
+
+    return get_n
+
+
+def _index_step(key: str | int, optional: bool) -> _Code:
+    """One `.[key]` applied to its input; with `?` a failing index just has no output."""
+    if isinstance(key, str):
+        if not optional:
+            return _Code(_ONE, _path_getter((key,)))
+
+        def field_opt(x: Any) -> Any:
+            if x.__class__ is dict:
+                return x.get(key)
+            if x is None:
+                return None
+            return NO_OUTPUT
+
+        return _Code(_OPT, field_opt)
+
+    def element(x: Any) -> Any:
+        if x.__class__ is list:
+            return x[key] if -len(x) <= key < len(x) else None
+        if x is None:
+            return None
+        if optional:
+            return NO_OUTPUT
+        raise _JqRuntimeError
+
+    return _Code(_OPT if optional else _ONE, element)
+
+
+def _each(x: Any) -> Iterable[Any]:
+    if x.__class__ is list:
+        return x
+    if x.__class__ is dict:
+        return x.values()
+    raise _JqRuntimeError  # including "Cannot iterate over null"
+
+
+def _each_opt(x: Any) -> Iterable[Any]:
+    if x.__class__ is list:
+        return x
+    if x.__class__ is dict:
+        return x.values()
+    return ()
+
+
+def _pipe(a: _Code, b: _Code) -> _Code:
+    af, bf = a.fn, b.fn
+    if a.kind == _ONE and b.kind != _MANY:
+        return _Code(b.kind, lambda x: bf(af(x)), is_bool=b.is_bool)
+    if a.kind == _OPT and b.kind != _MANY:
+
+        def opt_then(x: Any) -> Any:
+            v = af(x)
+            return v if v is NO_OUTPUT else bf(v)
+
+        return _Code(_OPT, opt_then)
+    a_iter, b_iter = _iterable(a), _iterable(b)
+
+    def many(x: Any) -> Iterator[Any]:
+        for v in a_iter(x):
+            yield from b_iter(v)
+
+    return _Code(_MANY, many)
+
+
+def _compile_pipe(left: _Node, right: _Node) -> _Code:
+    # `select(c) | body`, the commonest rule shape, as one closure.
+    if isinstance(left, _Call) and left.name == "select" and len(left.args) == 1:
+        cond, body = _compile(left.args[0]), _compile(right)
+        if cond.kind == _ONE and body.kind != _MANY:
+            cf, bf = cond.fn, body.fn
+            if cond.is_bool:
+                return _Code(_OPT, lambda x: bf(x) if cf(x) else NO_OUTPUT)
+            return _Code(_OPT, lambda x: bf(x) if _truthy(cf(x)) else NO_OUTPUT)
+        return _pipe(_select(cond), body)
+    return _pipe(_compile(left), _compile(right))
+
+
+def _compile_comma(a: _Code, b: _Code) -> _Code:
+    a_iter, b_iter = _iterable(a), _iterable(b)
+
+    def both(x: Any) -> Iterator[Any]:
+        yield from a_iter(x)
+        yield from b_iter(x)
+
+    return _Code(_MANY, both)
+
+
+def _compile_alt(a: _Code, b: _Code) -> _Code:
+    """`a // b`: the truthy outputs of a, or if there are none the outputs of b."""
+    af, bf = a.fn, b.fn
+    if a.kind != _MANY and b.kind != _MANY:
+
+        def alt(x: Any) -> Any:
+            v = af(x)
+            if v is not None and v is not False and v is not NO_OUTPUT:
+                return v
+            return bf(x)
+
+        return _Code(b.kind, alt)
+    a_iter, b_iter = _iterable(a), _iterable(b)
+
+    def alt_many(x: Any) -> Iterator[Any]:
+        found = False
+        for v in a_iter(x):
+            if v is not None and v is not False:
+                found = True
+                yield v
+        if not found:
+            yield from b_iter(x)
+
+    return _Code(_MANY, alt_many)
+
+
+def _compile_and_or(a: _Code, b: _Code, is_and: bool) -> _Code:
+    """jq's `and`/`or`: the left side first, the right only when it decides."""
+    af, bf = a.fn, b.fn
+    if a.kind == _ONE and b.kind == _ONE:
+        if a.is_bool and b.is_bool:
+            if is_and:
+                return _Code(_ONE, lambda x: af(x) and bf(x), is_bool=True)
+            return _Code(_ONE, lambda x: af(x) or bf(x), is_bool=True)
+
+        def one(x: Any) -> bool:
+            if _truthy(af(x)) is not is_and:
+                return not is_and
+            return _truthy(bf(x))
+
+        return _Code(_ONE, one, is_bool=True)
+    a_iter, b_iter = _iterable(a), _iterable(b)
+
+    def many(x: Any) -> Iterator[bool]:
+        for v in a_iter(x):
+            if _truthy(v) is not is_and:
+                yield not is_and
+            else:
+                for w in b_iter(x):
+                    yield _truthy(w)
+
+    return _Code(_MANY, many)
+
+
+def _compile_compare(op: str, left: _Node, right: _Node) -> _Code:
+    # A literal on either side of ==/!= (nearly every rule) needs no type dispatch: Python's ==
+    # with a str, None or bool literal already has jq's meaning.
+    if op in ("==", "!=") and (isinstance(left, _Const) or isinstance(right, _Const)):
+        const, other = (right, left) if isinstance(right, _Const) else (left, right)
+        c = const.value
+        if c.__class__ is str or c is None or c.__class__ is bool:
+            return _compare_literal(op == "==", c, other)
+    return _binary(_compile(left), _compile(right), _COMPARE_OPS[op], is_bool=True)
+
+
+def _compare_literal(equal: bool, c: Any, other: _Node) -> _Code:
+    path = _static_path(other)
+    if path is not None and len(path) == 1 and c.__class__ is str:
+        (k,) = path
+
+        def field_eq(x: Any) -> bool:
+            if x.__class__ is dict:
+                return (x.get(k) == c) is equal
+            if x is None:
+                return not equal
+            raise _JqRuntimeError
+
+        return _Code(_ONE, field_eq, is_bool=True)
+    code = _compile(other)
+    f = code.fn
+    if c.__class__ is str:
+        test: Callable[[Any], bool] = (lambda v: v == c) if equal else (lambda v: v != c)
+    else:  # None, True, False are singletons with no equal of another kind
+        test = (lambda v: v is c) if equal else (lambda v: v is not c)
+    if code.kind == _ONE:
+        return _Code(_ONE, lambda x: test(f(x)), is_bool=True)
+    return _pipe(code, _Code(_ONE, test, is_bool=True))
+
+
+def _binary(a: _Code, b: _Code, op: Callable[[Any, Any], Any], is_bool: bool = False) -> _Code:
+    """A jq binary operator: for each output of the right side, each output of the left."""
+    af, bf = a.fn, b.fn
+    if a.kind == _ONE and b.kind == _ONE:
+
+        def one(x: Any) -> Any:
+            r = bf(x)
+            return op(af(x), r)
+
+        return _Code(_ONE, one, is_bool=is_bool)
+    a_iter, b_iter = _iterable(a), _iterable(b)
+
+    def many(x: Any) -> Iterator[Any]:
+        for r in b_iter(x):
+            for v in a_iter(x):
+                yield op(v, r)
+
+    return _Code(_MANY, many)
+
+
+def _compile_if(c: _Code, a: _Code, b: _Code) -> _Code:
+    cf, af, bf = c.fn, a.fn, b.fn
+    if c.kind == _ONE and a.kind != _MANY and b.kind != _MANY:
+
+        def branch(x: Any) -> Any:
+            return af(x) if _truthy(cf(x)) else bf(x)
+
+        return _Code(max(a.kind, b.kind), branch, is_bool=a.is_bool and b.is_bool)
+    c_iter, a_iter, b_iter = _iterable(c), _iterable(a), _iterable(b)
+
+    def many(x: Any) -> Iterator[Any]:
+        for v in c_iter(x):
+            yield from (a_iter if _truthy(v) else b_iter)(x)
+
+    return _Code(_MANY, many)
+
+
+def _compile_try(body: _Code) -> _Code:
+    """`e?`: a jq error ends e's outputs silently; an unsure Fallback still propagates."""
+    f = body.fn
+    if body.kind != _MANY:
+
+        def opt(x: Any) -> Any:
+            try:
+                return f(x)
+            except _JqRuntimeError:
+                return NO_OUTPUT
+
+        return _Code(_OPT, opt)
+
+    def many(x: Any) -> Iterator[Any]:
+        try:
+            yield from f(x)
+        except _JqRuntimeError:
+            return
+
+    return _Code(_MANY, many)
+
+
+def _compile_interp(parts: tuple[str | _Node, ...]) -> _Code:
+    texts: list[str] = [""]
+    codes: list[_Code] = []
+    for part in parts:
+        if isinstance(part, str):
+            texts[-1] += part
+        else:
+            codes.append(_compile(part))
+            texts.append("")
+    head, tails = texts[0], texts[1:]
+    if all(c.kind == _ONE for c in codes):
+        fns = [c.fn for c in codes]
+        if len(fns) == 1:
+            (f,) = fns
+            (tail,) = tails
+            return _Code(_ONE, lambda x: head + _format(f(x)) + tail)
+        pairs = list(zip(fns, tails, strict=True))
+
+        def interp(x: Any) -> str:
+            out = [head]
+            for fn, text in pairs:
+                out.append(_format(fn(x)))
+                out.append(text)
+            return "".join(out)
+
+        return _Code(_ONE, interp)
+    iters = [_iterable(c) for c in codes]
+
+    # jq builds "a\(e1)b\(e2)" as nested `+`, so the last interpolation is the outermost loop.
+    def combos(x: Any, j: int) -> Iterator[tuple[str, ...]]:
+        if j < 0:
+            yield ()
+            return
+        for v in iters[j](x):
+            s = _format(v)
+            for prefix in combos(x, j - 1):
+                yield (*prefix, s)
+
+    def interp_many(x: Any) -> Iterator[str]:
+        for values in combos(x, len(iters) - 1):
+            yield head + "".join(v + t for v, t in zip(values, tails, strict=True))
+
+    return _Code(_MANY, interp_many)
+
+
+# -- builtins
+
+
+def _literal_str(node: _Node) -> str:
+    if isinstance(node, _Const) and node.value.__class__ is str:
+        return node.value
+    raise _Unsupported("argument must be a string literal")
+
+
+def _string_literals(node: _Node) -> frozenset[str] | None:
+    """The values of `"a", "b", ...` if ``node`` is only that."""
+    if isinstance(node, _Comma):
+        a, b = _string_literals(node.left), _string_literals(node.right)
+        return None if a is None or b is None else a | b
+    if isinstance(node, _Const) and node.value.__class__ is str:
+        return frozenset((node.value,))
+    return None
+
+
+def _select(cond: _Code) -> _Code:
+    cf = cond.fn
+    if cond.kind == _ONE:
+        if cond.is_bool:
+            return _Code(_OPT, lambda x: x if cf(x) else NO_OUTPUT)
+        return _Code(_OPT, lambda x: x if _truthy(cf(x)) else NO_OUTPUT)
+    c_iter = _iterable(cond)
+
+    def many(x: Any) -> Iterator[Any]:
+        for v in c_iter(x):
+            if _truthy(v):
+                yield x
+
+    return _Code(_MANY, many)
+
+
+def _string_op(op: Callable[[str], Any], is_bool: bool) -> _Code:
+    """A builtin defined on strings only; jq raises an error for any other input."""
+
+    def fn(x: Any) -> Any:
+        if x.__class__ is str:
+            return op(x)
+        raise _JqRuntimeError
+
+    return _Code(_ONE, fn, is_bool=is_bool)
+
+
+def _b_select(cond: _Node) -> _Code:
+    return _select(_compile(cond))
+
+
+def _b_not() -> _Code:
+    return _Code(_ONE, lambda x: x is None or x is False, is_bool=True)
+
+
+def _b_empty() -> _Code:
+    return _Code(_OPT, lambda x: NO_OUTPUT)
+
+
+def _length(x: Any) -> Any:
+    t = x.__class__
+    if t is str or t is list or t is dict:
+        return len(x)  # str: code points, as jq counts
+    if x is None:
+        return 0
+    if t is float:
+        return abs(x)
+    if t is int:
+        if -_EXACT <= x <= _EXACT:
+            return abs(x)
+        raise Fallback  # jq takes fabs of the double
+    raise _JqRuntimeError  # boolean has no length
+
+
+def _b_length() -> _Code:
+    return _Code(_ONE, _length)
+
+
+def _type_name(x: Any) -> str:
+    name = _TYPE_NAMES.get(x.__class__)
+    if name is None:
+        raise Fallback
+    return name
+
+
+def _b_type() -> _Code:
+    return _Code(_ONE, _type_name)
+
+
+def _b_tostring() -> _Code:
+    return _Code(_ONE, _format)
+
+
+def _b_ascii_downcase() -> _Code:
+    return _string_op(lambda s: s.lower() if s.isascii() else s.translate(_ASCII_LOWER), False)
+
+
+def _b_ascii_upcase() -> _Code:
+    return _string_op(lambda s: s.upper() if s.isascii() else s.translate(_ASCII_UPPER), False)
+
+
+def _b_startswith(arg: _Node) -> _Code:
+    prefix = _literal_str(arg)
+    return _string_op(lambda s: s.startswith(prefix), True)
+
+
+def _b_endswith(arg: _Node) -> _Code:
+    suffix = _literal_str(arg)
+    return _string_op(lambda s: s.endswith(suffix), True)
+
+
+def _b_ltrimstr(arg: _Node) -> _Code:
+    # jq 1.8: `if startswith($left) then .[$left|length:] end`, so a non-string is an error.
+    prefix = _literal_str(arg)
+    return _string_op(lambda s: s[len(prefix) :] if s.startswith(prefix) else s, False)
+
+
+def _b_rtrimstr(arg: _Node) -> _Code:
+    suffix = _literal_str(arg)
+    return _string_op(lambda s: s[: len(s) - len(suffix)] if s.endswith(suffix) else s, False)
+
+
+def _b_contains(arg: _Node) -> _Code:
+    # Only strings: jq's containment on arrays/objects is recursive and not modelled.
+    needle = _literal_str(arg)
+    return _string_op(lambda s: needle in s, True)
+
+
+def _b_has(arg: _Node) -> _Code:
+    key = _literal_str(arg)
+
+    def has(x: Any) -> bool:
+        if x.__class__ is dict:
+            return key in x
+        if x is None:
+            return False
+        raise _JqRuntimeError
+
+    return _Code(_ONE, has, is_bool=True)
+
+
+def _b_test(regex: _Node, flags: _Node | None = None) -> _Code:
+    if flags is None or (isinstance(flags, _Const) and flags.value is None):
+        flag_text = ""
+    else:
+        flag_text = _literal_str(flags)
+    compiled = _compile_regex(_literal_str(regex), flag_text)
+    if compiled is None:
+        raise _Unsupported("regex")
+    search = compiled.search
+    if compiled.ascii_only:
+
+        def test_ascii(x: Any) -> bool:
+            if x.__class__ is str:
+                if not x.isascii():
+                    raise Fallback
+                return search(x) is not None
+            raise _JqRuntimeError
+
+        return _Code(_ONE, test_ascii, is_bool=True)
+
+    def test(x: Any) -> bool:
+        if x.__class__ is str:
+            return search(x) is not None
+        raise _JqRuntimeError
+
+    return _Code(_ONE, test, is_bool=True)
+
+
+def _any_all(gen: _Code, cond: _Code, is_any: bool) -> _Code:
+    """jq 1.8: any = isempty(gen | cond or empty) | not; all = isempty(gen | cond and empty)."""
+    g_iter = _iterable(gen)
+    cf = cond.fn
+    if cond.kind == _ONE:
+
+        def one(x: Any) -> bool:
+            for v in g_iter(x):
+                if _truthy(cf(v)) is is_any:
+                    return is_any
+            return not is_any
+
+        return _Code(_ONE, one, is_bool=True)
+    c_iter = _iterable(cond)
+
+    def many(x: Any) -> bool:
+        for v in g_iter(x):
+            for c in c_iter(v):
+                if _truthy(c) is is_any:
+                    return is_any
+        return not is_any
+
+    return _Code(_ONE, many, is_bool=True)
+
+
+_EACH: Final = _Code(_MANY, _each)
+_IDENTITY: Final = _Code(_ONE, lambda x: x)
+
+
+def _b_any(*args: _Node) -> _Code:
+    gen, cond = _generator_and_condition(args)
+    return _any_all(gen, cond, is_any=True)
+
+
+def _b_all(*args: _Node) -> _Code:
+    gen, cond = _generator_and_condition(args)
+    return _any_all(gen, cond, is_any=False)
+
+
+def _generator_and_condition(args: tuple[_Node, ...]) -> tuple[_Code, _Code]:
+    if len(args) == 2:
+        return _compile(args[0]), _compile(args[1])
+    if len(args) == 1:
+        return _EACH, _compile(args[0])
+    return _EACH, _IDENTITY
+
+
+def _b_isempty(gen: _Node) -> _Code:
+    g_iter = _iterable(_compile(gen))
+
+    def isempty(x: Any) -> bool:
+        for _ in g_iter(x):
+            return False
+        return True
+
+    return _Code(_ONE, isempty, is_bool=True)
+
+
+def _b_in(*args: _Node) -> _Code:
+    """IN(s) is any(s == .; .) and IN(src; s) is any(src == s; .)."""
+    if len(args) == 1:
+        (source,) = args
+        literals = _string_literals(source)
+        if literals is not None:
+            return _Code(_ONE, lambda x: x.__class__ is str and x in literals, is_bool=True)
+        s_iter = _iterable(_compile(source))
+
+        def in_source(x: Any) -> bool:
+            return any(_jq_eq(v, x) for v in s_iter(x))
+
+        return _Code(_ONE, in_source, is_bool=True)
+    source, candidates = args
+    src = _compile(source)
+    literals = _string_literals(candidates)
+    if literals is not None and src.kind == _ONE:
+        sf = src.fn
+
+        def in_literals(x: Any) -> bool:
+            v = sf(x)
+            return v.__class__ is str and v in literals
+
+        return _Code(_ONE, in_literals, is_bool=True)
+    src_iter, cand_iter = _iterable(src), _iterable(_compile(candidates))
+
+    def in_generic(x: Any) -> bool:
+        for c in cand_iter(x):  # `src == s`: the right side is the outer loop
+            for v in src_iter(x):
+                if _jq_eq(v, c):
+                    return True
+        return False
+
+    return _Code(_ONE, in_generic, is_bool=True)
+
+
+_TYPE_SELECTORS: Final[dict[str, Callable[[Any], bool]]] = {
+    "values": lambda x: x is not None,
+    "nulls": lambda x: x is None,
+    "booleans": lambda x: x.__class__ is bool,
+    "numbers": lambda x: x.__class__ is int or x.__class__ is float,
+    "strings": lambda x: x.__class__ is str,
+    "arrays": lambda x: x.__class__ is list,
+    "objects": lambda x: x.__class__ is dict,
+    "iterables": lambda x: x.__class__ is list or x.__class__ is dict,
+    "scalars": lambda x: x.__class__ is not list and x.__class__ is not dict,
+}
+
+
+def _type_selector(keep: Callable[[Any], bool]) -> Callable[[], _Code]:
+    def build() -> _Code:
+        return _Code(_OPT, lambda x: x if keep(x) else NO_OUTPUT)
+
+    return build
+
+
+_BUILTINS: Final[dict[tuple[str, int], Callable[..., _Code]]] = {
+    ("select", 1): _b_select,
+    ("not", 0): _b_not,
+    ("empty", 0): _b_empty,
+    ("length", 0): _b_length,
+    ("type", 0): _b_type,
+    ("tostring", 0): _b_tostring,
+    ("ascii_downcase", 0): _b_ascii_downcase,
+    ("ascii_upcase", 0): _b_ascii_upcase,
+    ("startswith", 1): _b_startswith,
+    ("endswith", 1): _b_endswith,
+    ("ltrimstr", 1): _b_ltrimstr,
+    ("rtrimstr", 1): _b_rtrimstr,
+    ("contains", 1): _b_contains,
+    ("has", 1): _b_has,
+    ("test", 1): _b_test,
+    ("test", 2): _b_test,
+    ("any", 0): _b_any,
+    ("any", 1): _b_any,
+    ("any", 2): _b_any,
+    ("all", 0): _b_all,
+    ("all", 1): _b_all,
+    ("all", 2): _b_all,
+    ("isempty", 1): _b_isempty,
+    ("IN", 1): _b_in,
+    ("IN", 2): _b_in,
+    **{(name, 0): _type_selector(keep) for name, keep in _TYPE_SELECTORS.items()},
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Prefilter analysis.
+#
+# Facts are necessary conditions, {path: allowed string values}: if a record violates any of
+# them, the expression provably yields nothing (or nothing truthy) and raises no error.  NEVER
+# means the expression never yields anything truthy, whatever the record.  Paths are one key
+# deep because indexing the record (an object) cannot fail there, while `.a.b` fails when `.a`
+# is a string; `ctx` is the path of the expression's input within the record, () for the record.
+
+_Facts = dict[tuple[str, ...], frozenset[str]] | None
+_NEVER: Final = None
+
+
+def _required(ast: _Node) -> dict[tuple[str, ...], frozenset[str]] | None:
+    facts = _falsy_unless(ast, ())
+    return facts or None
+
+
+def _conj(a: _Facts, b: _Facts) -> _Facts:
+    """Violating either set already suffices."""
+    if a is _NEVER or b is _NEVER:
+        return _NEVER
+    out = dict(a)
+    for path, values in b.items():
+        out[path] = out[path] & values if path in out else values
+    return out
+
+
+def _disj(a: _Facts, b: _Facts) -> _Facts:
+    """Both sets must be violated."""
+    if a is _NEVER:
+        return b
+    if b is _NEVER:
+        return a
+    return {path: a[path] | b[path] for path in a.keys() & b.keys()}
+
+
+def _none_unless(node: _Node, ctx: tuple[str, ...] | None) -> _Facts:
+    """Facts under which ``node`` has no output at all (and raises no error)."""
+    match node:
+        case _Call("empty", ()):
+            return _NEVER
+        case _Call("select", (cond,)):
+            return _falsy_unless(cond, ctx)
+        case _Pipe(left, right):
+            return _pipe_facts(left, right, ctx, _none_unless)
+        case _Comma(a, b):
+            return _disj(_none_unless(a, ctx), _none_unless(b, ctx))
+        case _Alt(a, b):
+            return _disj(_falsy_unless(a, ctx), _none_unless(b, ctx))
+        case _If(cond, then, otherwise):
+            return _if_facts(cond, then, otherwise, ctx, _none_unless)
+        case _Try(body):
+            return _none_unless(body, ctx)
+    return {}
+
+
+def _falsy_unless(node: _Node, ctx: tuple[str, ...] | None) -> _Facts:
+    """Facts under which every output of ``node`` is null or false (and no error is raised)."""
+    match node:
+        case _Const(value):
+            return _NEVER if value is None or value is False else {}
+        case _Compare("==", left, right):
+            return _conj(_none_unless(node, ctx), _equality_facts(left, right, ctx))
+        case _And(a, b):
+            facts = _falsy_unless(a, ctx)
+            return _conj(facts, _falsy_unless(b, ctx)) if _error_free(a, ctx) else facts
+        case _Or(a, b):
+            return _disj(_falsy_unless(a, ctx), _falsy_unless(b, ctx))
+        case _Call("IN", (candidates,)):
+            literals = _string_literals(candidates)
+            if literals is not None and ctx is not None and len(ctx) == 1:
+                return {ctx: literals}
+        case _Call("IN", (source, candidates)):
+            path = _value_path(source, ctx)
+            literals = _string_literals(candidates)
+            if literals is not None and path is not None and len(path) == 1:
+                return {path: literals}
+        case _Pipe(left, right):
+            return _pipe_facts(left, right, ctx, _falsy_unless)
+        case _Comma(a, b) | _Alt(a, b):
+            return _disj(_falsy_unless(a, ctx), _falsy_unless(b, ctx))
+        case _If(cond, then, otherwise):
+            return _if_facts(cond, then, otherwise, ctx, _falsy_unless)
+        case _Try(body):
+            return _falsy_unless(body, ctx)
+    return _none_unless(node, ctx)
+
+
+def _equality_facts(left: _Node, right: _Node, ctx: tuple[str, ...] | None) -> _Facts:
+    for value_side, literal_side in ((left, right), (right, left)):
+        path = _value_path(value_side, ctx)
+        literals = _string_literals(literal_side)
+        if path is not None and len(path) == 1 and literals is not None:
+            return {path: literals}
+    return {}
+
+
+def _pipe_facts(
+    left: _Node,
+    right: _Node,
+    ctx: tuple[str, ...] | None,
+    facts_of: Callable[[_Node, tuple[str, ...] | None], _Facts],
+) -> _Facts:
+    left_none = _none_unless(left, ctx)
+    path = _value_path(left, ctx)
+    if path is not None:
+        return _conj(left_none, facts_of(right, path))
+    if _preserves_input(left) and _error_free(left, ctx):
+        return _conj(left_none, facts_of(right, ctx))
+    return left_none
+
+
+def _if_facts(
+    cond: _Node,
+    then: _Node,
+    otherwise: _Node,
+    ctx: tuple[str, ...] | None,
+    facts_of: Callable[[_Node, tuple[str, ...] | None], _Facts],
+) -> _Facts:
+    if not _error_free(cond, ctx):
+        return {}
+    else_facts = facts_of(otherwise, ctx)
+    if else_facts is _NEVER:
+        # Only the then-branch can yield: it needs a truthy condition.
+        return _conj(_falsy_unless(cond, ctx), facts_of(then, ctx))
+    return _disj(facts_of(then, ctx), else_facts)
+
+
+def _value_path(node: _Node, ctx: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The record path whose value is ``node``'s single output, when indexing cannot fail."""
+    if ctx is None:
+        return None
+    match node:
+        case _Identity():
+            return ctx
+        case _Index(target, str(key), _):
+            base = _value_path(target, ctx)
+            return (key,) if base == () else None
+        case _Pipe(left, right):
+            return _value_path(right, _value_path(left, ctx))
+    return None
+
+
+def _error_free(node: _Node, ctx: tuple[str, ...] | None) -> bool:
+    """``node`` cannot raise a jq error on its input (the record itself when ctx == ())."""
+    match node:
+        case _Identity() | _Const() | _Try():
+            return True
+        case _Index(_, _, True):
+            return True
+        case _Index():
+            return _value_path(node, ctx) is not None
+        case _Compare(_, a, b) | _And(a, b) | _Or(a, b) | _Comma(a, b) | _Alt(a, b):
+            return _error_free(a, ctx) and _error_free(b, ctx)
+        case _If(c, a, b):
+            return _error_free(c, ctx) and _error_free(a, ctx) and _error_free(b, ctx)
+        case _Interp(parts):
+            return all(isinstance(p, str) or _error_free(p, ctx) for p in parts)
+        case _Pipe(left, right):
+            if not _error_free(left, ctx):
+                return False
+            path = _value_path(left, ctx)
+            inner = path if path is not None else (ctx if _preserves_input(left) else None)
+            return _error_free(right, inner)
+        case _Call("not" | "empty" | "type", ()):
+            return True
+        case _Call(name, ()) if name in _TYPE_SELECTORS:
+            return True
+        case _Call("select", (cond,)):
+            return _error_free(cond, ctx)
+        case _Call("IN", args):
+            return all(_error_free(a, ctx) for a in args)
+    return False
