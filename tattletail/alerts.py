@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,20 +23,53 @@ class Alert:
     match: Any
     source: str
     destinations: tuple[str, ...]
+    severity: str = "medium"
+    # The rule's `title` jq expression's output on this record, when the rule has one.
+    title: str | None = None
+    tags: tuple[str, ...] = ()
+    runbook: str | None = None
+    # Set on the one alert that stands for many held back by flood control.
+    flood_summary: dict[str, Any] | None = None
 
     @property
     def event_id(self) -> str:
         event_id = self.record.get("eventID")
         return event_id if isinstance(event_id, str) else ""
 
+    def alert_id(self, destination_id: str) -> str:
+        """Deterministic across retries, re-deliveries and trigger paths: the same rule, event
+        and destination always give the same id (the dedupe key, PagerDuty's dedup_key)."""
+        key = "\x1f".join((self.rule_name, self.event_id or self._record_digest(), destination_id))
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    def _record_digest(self) -> str:
+        # Records without an eventID (rare: some Insights events) fall back to their content.
+        return hashlib.sha256(orjson.dumps(self.record, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    @property
+    def heading(self) -> str:
+        """What a destination shows as the alert's title: the rule's title, else its name."""
+        return self.title or self.rule_name
+
     def message(self) -> dict[str, Any]:
-        """The original's SNS payload keys, which every JSON destination starts from."""
-        return {
+        """The original's SNS payload keys (name, description, record, match), which every
+        JSON destination starts from, plus the rule's metadata."""
+        message: dict[str, Any] = {
             "name": self.rule_name,
             "description": self.description,
             "record": self.record,
             "match": self.match,
+            "severity": self.severity,
         }
+        if self.title is not None:
+            message["title"] = self.title
+        if self.tags:
+            message["tags"] = list(self.tags)
+        if self.runbook:
+            message["runbook"] = self.runbook
+        if self.flood_summary is not None:
+            message["flood_summary"] = self.flood_summary
+        return message
 
     def pretty_record(self) -> str:
         return orjson.dumps(self.record, option=orjson.OPT_INDENT_2).decode()

@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from tattletail import __version__, config, config_source, logs
 from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
 from tattletail.config import Config, ConfigError
 from tattletail.destinations import stdout
+from tattletail.dispatch import DeliveryIncomplete
 from tattletail.envelope import UnrecognisedEvent, parse_s3_uri
 from tattletail.objects import ObjectRef
 from tattletail.service import Service
@@ -103,6 +106,10 @@ async def _scan(settings: Settings, config_path: str | None, paths: list[str], d
         summary = RunSummary()
         try:
             failed = await service.run(refs, summary, sink=_print_alert if dry else None)
+        except DeliveryIncomplete as exc:
+            # Counted in the summary (alerts_failed) and reported below; exit code 1.
+            logs.log(logging.ERROR, "delivery_incomplete", error=str(exc))
+            failed = []
         finally:
             await service.aclose()
             service.close_pool()
@@ -132,7 +139,13 @@ async def _expand(paths: list[str], aws: AwsClients) -> tuple[list[ObjectRef], l
     missing: list[str] = []
     for path in paths:
         if path.startswith("s3://"):
-            refs.extend(await _s3_objects(path, aws))
+            try:
+                refs.extend(await _s3_objects(path, aws))
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "Unknown")
+                missing.append(f"{path} (S3 ListObjectsV2 failed: {code})")
+            except BotoCoreError as exc:
+                missing.append(f"{path} (S3 ListObjectsV2 failed: {exc})")
             continue
         local = Path(path)
         if local.is_dir():

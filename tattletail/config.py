@@ -25,7 +25,7 @@ RULE_KEYS = {
     "description": "what the alert means",
     "destinations": "ids of the [[destination]] tables that receive the alert",
 }
-TOP_LEVEL_KEYS = {"rule", "destination"}
+TOP_LEVEL_KEYS = {"rule", "destination", "dead_letter"}
 
 
 class ConfigError(ValueError):
@@ -58,6 +58,8 @@ class Config:
     rules: tuple[Rule, ...]
     destinations: Mapping[str, Destination]
     source: str
+    # The destination (sqs or s3) that keeps alerts whose delivery failed after every retry.
+    dead_letter: str | None = None
 
 
 def load_file(path: str | Path) -> Config:
@@ -95,9 +97,34 @@ def parse(text: str, source: str = "tattletail.toml") -> Config:
         else set()
     )
     rules = _rules(document.get("rule", []), declared, problems)
+    dead_letter = _dead_letter(document.get("dead_letter"), destinations, declared, problems)
     if problems:
         raise ConfigError(source, problems)
-    return Config(rules=rules, destinations=MappingProxyType(destinations), source=source)
+    return Config(
+        rules=rules,
+        destinations=MappingProxyType(destinations),
+        source=source,
+        dead_letter=dead_letter,
+    )
+
+
+def _dead_letter(
+    value: Any, destinations: Mapping[str, Destination], declared: set[str], problems: list[str]
+) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in declared:
+        problems.append(f"dead_letter: {value!r} is not the id of a [[destination]]")
+        return None
+    destination = destinations.get(value)
+    if destination is not None and not destination.can_dead_letter:
+        kinds = ", ".join(sorted(k for k, v in DESTINATION_TYPES.items() if v.can_dead_letter))
+        problems.append(
+            f"dead_letter: destination {value!r} is of type {destination.type_name!r}, "
+            f"which cannot keep dead letters (use one of: {kinds or 'sqs, s3'})"
+        )
+        return None
+    return value
 
 
 def _tables(value: Any, name: str, problems: list[str]) -> list[Any]:
@@ -139,7 +166,7 @@ def _destinations(raw: Any, problems: list[str]) -> dict[str, Destination]:
         # The known keys are still checked, so every problem of the table is reported at once.
         known = {key: value for key, value in settings.items() if key not in unknown}
         try:
-            destination = kind.from_config(dest_id, known)
+            destination = kind.build(dest_id, known)
         except DestinationConfigError as exc:
             problems.extend(f"{where}: ({dest_type}) {message}" for message in exc.problems)
             continue

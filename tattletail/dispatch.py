@@ -1,16 +1,52 @@
-"""Delivery policy, written once: every alert to each of its destinations concurrently, each
-destination behind its own semaphore, every failure contained and counted."""
+"""Delivery policy, written once for every destination type.
+
+Every alert goes to each of its rule's destinations concurrently. Per destination: a semaphore
+bounds sends in flight and a token bucket spaces them (defaults from the service's documented
+limits). A transient failure is retried with exponential backoff and full jitter, within a
+time budget that never runs past the Lambda's deadline; a 429's Retry-After is honoured and
+slows every send to that destination. A permanent failure is not retried. A rule that floods is
+collapsed into one summary per destination. An alert that still fails goes, whole, to the
+config's dead-letter destination; without one it is counted, and the invocation fails after
+everything else was delivered so that Lambda's retry takes over. With a dedupe table, a
+DynamoDB claim makes each (rule, event, destination) send happen once across retries.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tattletail import logs
 from tattletail.alerts import Alert
+from tattletail.dedupe import DedupeTable
 from tattletail.destinations import DeliveryContext, DeliveryError, Destination
+from tattletail.flood import FloodControl
+from tattletail.ratelimit import TokenBucket
+from tattletail.retry import Backoff, classify
 from tattletail.summary import RunSummary
+
+# Time kept back from the Lambda's deadline for dead letters, summaries and the final log line.
+DEADLINE_RESERVE = 5.0
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    concurrency: int
+    send_timeout: float
+    retries: int
+    retry_budget: float
+    backoff: Backoff
+    flood_threshold: int
+
+
+class DeliveryIncomplete(RuntimeError):
+    """Some alerts could not be delivered and there is no dead-letter destination."""
 
 
 class Dispatcher:
@@ -19,50 +55,207 @@ class Dispatcher:
         destinations: Mapping[str, Destination],
         context: DeliveryContext,
         summary: RunSummary,
-        concurrency: int,
-        send_timeout: float,
+        policy: DeliveryPolicy,
+        *,
+        dead_letter: str | None = None,
+        dedupe: DedupeTable | None = None,
+        deadline: float | None = None,
+        buckets: dict[str, TokenBucket] | None = None,
     ) -> None:
         self._destinations = destinations
         self._context = context
         self._summary = summary
-        self._send_timeout = send_timeout
-        self._semaphores = {dest_id: asyncio.Semaphore(concurrency) for dest_id in destinations}
+        self._policy = policy
+        self._dead_letter = destinations[dead_letter] if dead_letter else None
+        self._dedupe = dedupe
+        self._deadline = deadline
+        self._flood = FloodControl(policy.flood_threshold)
+        self._semaphores = {d: asyncio.Semaphore(policy.concurrency) for d in destinations}
+        # Buckets outlive one invocation (passed in) so a warm container keeps its pacing.
+        self._buckets = buckets if buckets is not None else {}
+        for dest_id, destination in destinations.items():
+            rate = destination.rate()
+            if rate is not None and dest_id not in self._buckets:
+                self._buckets[dest_id] = TokenBucket(*rate)
+        self.undelivered = 0
 
     async def deliver(self, alert: Alert) -> None:
         """Send to every destination of the alert's rule; never raises."""
-        await asyncio.gather(*(self._send(dest_id, alert) for dest_id in alert.destinations))
+        admitted = self._flood.admit(alert)
+        sends = []
+        for dest_id in alert.destinations:
+            destination = self._destinations[dest_id]
+            if admitted or destination.archive:
+                sends.append(self._send(destination, alert))
+            else:
+                self._summary.alerts_held += 1
+        await asyncio.gather(*sends)
 
-    async def _send(self, dest_id: str, alert: Alert) -> None:
-        destination = self._destinations[dest_id]
+    async def finish(self) -> None:
+        """After the last alert: flush archives, send flood summaries, then report what was not
+        delivered (DeliveryIncomplete when no dead-letter destination kept it)."""
+        archives: dict[str, list[str]] = {}
+        for destination in self._destinations.values():
+            if destination.archive:
+                try:
+                    for rule_name, location in await destination.flush(self._context):
+                        archives.setdefault(rule_name, []).append(location)
+                except Exception as exc:
+                    self._summary.alerts_failed += 1
+                    self._summary.failed_by_destination[destination.id] += 1
+                    self.undelivered += 1
+                    logs.log(
+                        logging.ERROR,
+                        "archive_flush_failed",
+                        destination=destination.id,
+                        error=describe(exc),
+                    )
+        summaries = self._flood.summaries(archives)
+        await asyncio.gather(
+            *(
+                self._send(self._destinations[dest_id], alert)
+                for alert in summaries
+                for dest_id in alert.destinations
+                if not self._destinations[dest_id].archive
+            )
+        )
+        self._summary.flood_summaries += len(summaries)
+        if self.undelivered:
+            raise DeliveryIncomplete(
+                f"{self.undelivered} alert deliveries failed after retries and no dead_letter "
+                "destination is configured"
+            )
+
+    def _remaining(self) -> float:
+        if self._deadline is None:
+            return float("inf")
+        return self._deadline - time.monotonic()
+
+    async def _send(self, destination: Destination, alert: Alert) -> None:
+        alert_id = alert.alert_id(destination.id)
+        if self._dedupe is not None and alert.flood_summary is None and not destination.archive:
+            dynamodb = await self._context.aws.client("dynamodb")
+            try:
+                claimed = await self._dedupe.claim(dynamodb, alert_id)
+            except (ClientError, BotoCoreError) as exc:
+                # Without the table, sending is better than silence: at-least-once.
+                claimed = True
+                logs.log(logging.WARNING, "dedupe_unavailable", error=describe(exc))
+            if not claimed:
+                self._summary.alerts_deduplicated += 1
+                return
+        error = await self._send_with_retries(destination, alert)
+        if error is None:
+            self._summary.alerts_sent += 1
+            self._summary.sent_by_destination[destination.id] += 1
+            if self._dedupe is not None and alert.flood_summary is None:
+                await self._settle(alert_id, sent=True)
+            return
+        self._summary.alerts_failed += 1
+        self._summary.failed_by_destination[destination.id] += 1
+        logs.log(
+            logging.ERROR,
+            "alert_delivery_failed",
+            destination=destination.id,
+            destination_type=destination.type_name,
+            rule=alert.rule_name,
+            event_id=alert.event_id,
+            alert_id=alert_id,
+            error=error,
+        )
+        if self._dedupe is not None and alert.flood_summary is None:
+            await self._settle(alert_id, sent=False)
+        await self._to_dead_letter(destination, alert, alert_id, error)
+
+    async def _settle(self, alert_id: str, sent: bool) -> None:
+        assert self._dedupe is not None
+        dynamodb = await self._context.aws.client("dynamodb")
         try:
-            async with self._semaphores[dest_id]:
-                await asyncio.wait_for(destination.send(alert, self._context), self._send_timeout)
-        except Exception as exc:  # one destination's failure must not stop the others
-            self._summary.alerts_failed += 1
-            self._summary.failed_by_destination[dest_id] += 1
+            if sent:
+                await self._dedupe.mark_sent(dynamodb, alert_id)
+            else:
+                await self._dedupe.release(dynamodb, alert_id)
+        except (ClientError, BotoCoreError) as exc:
+            logs.log(logging.WARNING, "dedupe_unavailable", error=describe(exc))
+
+    async def _send_with_retries(self, destination: Destination, alert: Alert) -> str | None:
+        """None when delivered, else the last error (safe to log)."""
+        policy = self._policy
+        started = time.monotonic()
+        bucket = self._buckets.get(destination.id)
+        attempt = 0
+        while True:
+            try:
+                async with self._semaphores[destination.id]:
+                    if bucket is not None:
+                        await bucket.acquire()
+                    await asyncio.wait_for(
+                        destination.send(alert, self._context), policy.send_timeout
+                    )
+                return None
+            except Exception as exc:  # contained: one destination never stops the others
+                verdict = classify(exc)
+                message = describe(exc, policy.send_timeout)
+            if not verdict.retryable or attempt >= policy.retries:
+                return message
+            wait = policy.backoff.delay(attempt)
+            if verdict.retry_after is not None:
+                wait = verdict.retry_after
+                if bucket is not None:
+                    bucket.pause(verdict.retry_after)
+            spent = time.monotonic() - started
+            budget = min(policy.retry_budget - spent, self._remaining() - DEADLINE_RESERVE)
+            if wait + policy.send_timeout > budget:
+                return f"{message} (gave up: retry budget exhausted)"
+            attempt += 1
+            self._summary.alerts_retried += 1
             logs.log(
-                logging.ERROR,
-                "alert_delivery_failed",
-                destination=dest_id,
-                destination_type=destination.type_name,
+                logging.WARNING,
+                "alert_delivery_retry",
+                destination=destination.id,
                 rule=alert.rule_name,
                 event_id=alert.event_id,
-                error=_describe(exc, self._send_timeout),
+                attempt=attempt,
+                wait_seconds=round(wait, 3),
+                error=message,
+            )
+            await asyncio.sleep(wait)
+
+    async def _to_dead_letter(
+        self, destination: Destination, alert: Alert, alert_id: str, error: str
+    ) -> None:
+        if self._dead_letter is None or self._dead_letter is destination:
+            self.undelivered += 1
+            return
+        document: dict[str, Any] = {
+            "alert_id": alert_id,
+            "failed_destination": destination.id,
+            "failed_destination_type": destination.type_name,
+            "error": error,
+            "source": alert.source,
+            "alert": {**alert.message(), "severity": alert.severity},
+        }
+        try:
+            await self._dead_letter.send_dead_letter(document, self._context)
+        except Exception as exc:
+            self.undelivered += 1
+            logs.log(
+                logging.ERROR,
+                "dead_letter_failed",
+                destination=self._dead_letter.id,
+                error=describe(exc),
+                alert_id=alert_id,
             )
             return
-        self._summary.alerts_sent += 1
-        self._summary.sent_by_destination[dest_id] += 1
+        self._summary.alerts_dead_lettered += 1
+        self._summary.dead_lettered_by_destination[destination.id] += 1
 
 
-def _describe(exc: BaseException, timeout: float) -> str:
+def describe(exc: BaseException, timeout: float | None = None) -> str:
     """A failure's message, safe to log: DeliveryError and AWS errors carry no secrets."""
     if isinstance(exc, TimeoutError):
-        return f"timed out after {timeout:g} s"
-    if isinstance(exc, DeliveryError):
-        return str(exc)
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(exc, ClientError | BotoCoreError):
+        return f"timed out after {timeout:g} s" if timeout else "timed out"
+    if isinstance(exc, DeliveryError | ClientError | BotoCoreError):
         return str(exc)
     # Anything else may embed request details (URLs): keep only its kind.
     return f"unexpected {type(exc).__name__}"

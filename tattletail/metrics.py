@@ -58,6 +58,10 @@ def documents(
         "RulesTimedOut": (summary.rules_timed_out, "Count"),
         "AlertsSent": (summary.alerts_sent, "Count"),
         "AlertsFailed": (summary.alerts_failed, "Count"),
+        "AlertsRetried": (summary.alerts_retried, "Count"),
+        "AlertsDeadLettered": (summary.alerts_dead_lettered, "Count"),
+        "AlertsHeld": (summary.alerts_held, "Count"),
+        "AlertsDeduplicated": (summary.alerts_deduplicated, "Count"),
         "ConfigErrors": (summary.config_errors, "Count"),
         "EventsUnrecognised": (summary.events_unrecognised, "Count"),
         "EvaluationSeconds": (round(summary.evaluation_seconds, 6), "Seconds"),
@@ -72,6 +76,7 @@ def documents(
         ("Reason", "ObjectsFailed", summary.failures_by_reason),
         ("Destination", "AlertsSent", summary.sent_by_destination),
         ("Destination", "AlertsFailed", summary.failed_by_destination),
+        ("Destination", "AlertsDeadLettered", summary.dead_lettered_by_destination),
     ]
     grouped: dict[tuple[str, str], dict[str, tuple[float, str]]] = {}
     for dimension, metric, counts in per_dimension:

@@ -13,10 +13,13 @@ from collections.abc import Sequence
 from tattletail import logs
 from tattletail.aws import AwsClients
 from tattletail.config import Config
+from tattletail.dedupe import DedupeTable
 from tattletail.destinations import DeliveryContext
-from tattletail.dispatch import Dispatcher
+from tattletail.dispatch import DeliveryPolicy, Dispatcher
 from tattletail.objects import ObjectRef
 from tattletail.pipeline import AlertSink, Pipeline, rule_sources
+from tattletail.ratelimit import TokenBucket
+from tattletail.retry import Backoff
 from tattletail.settings import Settings
 from tattletail.summary import RunSummary
 from tattletail.workers import WorkerPool
@@ -27,6 +30,16 @@ class Service:
         self.settings = settings
         self.aws = aws
         self.delivery = DeliveryContext(aws, settings.send_timeout)
+        self.dedupe = (
+            DedupeTable(
+                settings.dedupe_table,
+                settings.dedupe_claim_seconds,
+                settings.dedupe_retention_seconds,
+            )
+            if settings.dedupe_table
+            else None
+        )
+        self._buckets: dict[str, TokenBucket] = {}
         self._install(config, self._start_pool(config))
 
     def _start_pool(self, config: Config) -> WorkerPool:
@@ -39,6 +52,7 @@ class Service:
 
     def _install(self, config: Config, pool: WorkerPool) -> None:
         self.config = config
+        self._buckets = {}
         self.pool = pool
         self.pipeline = Pipeline(config, self.settings, pool, self.aws)
         settings = self.settings
@@ -58,20 +72,43 @@ class Service:
         self._install(config, await asyncio.to_thread(self._start_pool, config))
         await asyncio.to_thread(old.close)
 
+    def policy(self) -> DeliveryPolicy:
+        settings = self.settings
+        return DeliveryPolicy(
+            concurrency=settings.destination_concurrency,
+            send_timeout=settings.send_timeout,
+            retries=settings.send_retries,
+            retry_budget=settings.retry_budget,
+            backoff=Backoff(settings.retry_base, settings.retry_cap),
+            flood_threshold=settings.flood_threshold,
+        )
+
     async def run(
-        self, refs: Sequence[ObjectRef], summary: RunSummary, sink: AlertSink | None = None
+        self,
+        refs: Sequence[ObjectRef],
+        summary: RunSummary,
+        sink: AlertSink | None = None,
+        deadline: float | None = None,
     ) -> list[ObjectRef]:
         """Process the objects, delivering alerts to the config's destinations unless a sink
-        is given; return the objects that failed."""
-        if sink is None:
-            sink = Dispatcher(
-                self.config.destinations,
-                self.delivery,
-                summary,
-                self.settings.destination_concurrency,
-                self.settings.send_timeout,
-            ).deliver
-        return await self.pipeline.run(refs, sink, summary)
+        is given; return the objects that failed. Raises DeliveryIncomplete after everything
+        else was done when some alert could not be delivered nor dead-lettered. `deadline` is
+        a time.monotonic() value that retries must not run past."""
+        if sink is not None:
+            return await self.pipeline.run(refs, sink, summary)
+        dispatcher = Dispatcher(
+            self.config.destinations,
+            self.delivery,
+            summary,
+            self.policy(),
+            dead_letter=self.config.dead_letter,
+            dedupe=self.dedupe,
+            deadline=deadline,
+            buckets=self._buckets,
+        )
+        failed = await self.pipeline.run(refs, dispatcher.deliver, summary)
+        await dispatcher.finish()
+        return failed
 
     async def aclose(self) -> None:
         await self.delivery.close()

@@ -6,6 +6,7 @@ cold start loudly instead of running with a surprising default.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -17,16 +18,41 @@ class SettingsError(ValueError):
 
 
 def _positive_int(raw: str) -> int:
-    value = int(raw)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
     if value < 1:
         raise ValueError("must be a whole number of at least 1")
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be a whole number of at least 0")
+    return value
+
+
 def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError("must be a number greater than 0")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    # `inf` is not a duration: it would crash the first wait that uses it.
+    if not 0 < value < math.inf:
+        raise ValueError("must be a finite number greater than 0")
+    return value
+
+
+# The longest wait a worker pipe's poll() accepts is about 24 days; no timeout needs a day.
+MAX_TIMEOUT_SECONDS = 86400.0
+
+
+def _timeout(raw: str) -> float:
+    value = _positive_float(raw)
+    if value > MAX_TIMEOUT_SECONDS:
+        raise ValueError(f"must be at most {MAX_TIMEOUT_SECONDS:g} seconds")
     return value
 
 
@@ -83,9 +109,56 @@ class Settings:
     )
     send_timeout: float = _var(
         "TATTLETAIL_SEND_TIMEOUT",
-        _positive_float,
+        _timeout,
         "Seconds one send to a destination may take before it counts as failed.",
         10.0,
+    )
+    send_retries: int = _var(
+        "TATTLETAIL_SEND_RETRIES",
+        _non_negative_int,
+        "Retries of a send after a transient failure (5xx, 429, throttling, timeouts).",
+        4,
+    )
+    retry_budget: float = _var(
+        "TATTLETAIL_RETRY_BUDGET",
+        _positive_float,
+        "Seconds one alert may spend on retries to one destination (never past the Lambda's "
+        "remaining time).",
+        60.0,
+    )
+    retry_base: float = _var(
+        "TATTLETAIL_RETRY_BASE",
+        _positive_float,
+        "First backoff ceiling in seconds; doubled per retry, with full jitter.",
+        0.5,
+    )
+    retry_cap: float = _var(
+        "TATTLETAIL_RETRY_CAP", _positive_float, "Largest backoff between two tries, seconds.", 20.0
+    )
+    flood_threshold: int = _var(
+        "TATTLETAIL_FLOOD_THRESHOLD",
+        _positive_int,
+        "Alerts one rule may send per invocation before the rest are collapsed into a summary.",
+        20,
+    )
+    dedupe_table: str = _var(
+        "TATTLETAIL_DEDUPE_TABLE",
+        _text,
+        "DynamoDB table (partition key alert_id, TTL attribute expires_at) for exactly-once "
+        "delivery; empty means at-least-once.",
+        "",
+    )
+    dedupe_claim_seconds: float = _var(
+        "TATTLETAIL_DEDUPE_CLAIM_SECONDS",
+        _positive_float,
+        "How long a claim blocks other senders before it expires (a sender that died).",
+        900.0,
+    )
+    dedupe_retention_seconds: float = _var(
+        "TATTLETAIL_DEDUPE_RETENTION_SECONDS",
+        _positive_float,
+        "How long a sent alert's id is remembered.",
+        7 * 24 * 3600.0,
     )
     max_object_bytes: int = _var(
         "TATTLETAIL_MAX_OBJECT_BYTES",
@@ -101,7 +174,7 @@ class Settings:
     )
     batch_timeout: float = _var(
         "TATTLETAIL_BATCH_TIMEOUT",
-        _positive_float,
+        _timeout,
         "Seconds a worker may spend on one batch (decoding included) before it is replaced "
         "and the runaway rule is skipped.",
         60.0,

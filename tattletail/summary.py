@@ -16,6 +16,11 @@ class RunSummary:
     matches: int = 0
     alerts_sent: int = 0
     alerts_failed: int = 0
+    alerts_retried: int = 0
+    alerts_held: int = 0
+    alerts_deduplicated: int = 0
+    alerts_dead_lettered: int = 0
+    flood_summaries: int = 0
     rule_errors: int = 0
     rules_timed_out: int = 0
     config_errors: int = 0
@@ -26,6 +31,7 @@ class RunSummary:
     rule_errors_by_rule: Counter[str] = field(default_factory=Counter)
     sent_by_destination: Counter[str] = field(default_factory=Counter)
     failed_by_destination: Counter[str] = field(default_factory=Counter)
+    dead_lettered_by_destination: Counter[str] = field(default_factory=Counter)
     failed_objects: list[str] = field(default_factory=list)
     # Worker seconds spent gunzipping, decoding and evaluating.
     evaluation_seconds: float = 0.0
@@ -41,6 +47,11 @@ class RunSummary:
             "matches": self.matches,
             "alerts_sent": self.alerts_sent,
             "alerts_failed": self.alerts_failed,
+            "alerts_retried": self.alerts_retried,
+            "alerts_held": self.alerts_held,
+            "alerts_deduplicated": self.alerts_deduplicated,
+            "alerts_dead_lettered": self.alerts_dead_lettered,
+            "flood_summaries": self.flood_summaries,
             "rule_errors": self.rule_errors,
             "rules_timed_out": self.rules_timed_out,
             "config_errors": self.config_errors,
@@ -50,6 +61,7 @@ class RunSummary:
             "rule_errors_by_rule": dict(self.rule_errors_by_rule),
             "sent_by_destination": dict(self.sent_by_destination),
             "failed_by_destination": dict(self.failed_by_destination),
+            "dead_lettered_by_destination": dict(self.dead_lettered_by_destination),
             "evaluation_seconds": round(self.evaluation_seconds, 3),
             "file_lag_seconds": (
                 None if self.file_lag_seconds is None else round(self.file_lag_seconds, 1)

@@ -21,7 +21,18 @@ class DestinationConfigError(ValueError):
 
 
 class DeliveryError(Exception):
-    """A send that did not succeed. The message must never contain a secret."""
+    """A send that did not succeed. The message must never contain a secret.
+
+    `retryable` marks a transient failure (5xx, 429, a timeout, a dropped connection);
+    `retry_after` is the wait the service asked for, in seconds, when it said.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class DeliveryContext:
@@ -49,14 +60,72 @@ class DeliveryContext:
 @dataclasses.dataclass(frozen=True)
 class Destination(ABC):
     """A configured destination. Subclasses are frozen dataclasses whose fields (besides `id`)
-    are exactly the config keys their `type` accepts."""
+    are exactly the config keys their `type` accepts.
+
+    Every type also accepts `rate_limit` (sends per second) and `rate_burst`, overriding the
+    type's defaults, which come from the service's documented limits.
+    """
 
     type_name: ClassVar[str]
+    # Documented service limits: sends per second and burst; None means no limit (stdout).
+    default_rate: ClassVar[float | None] = None
+    default_burst: ClassVar[int] = 1
+    # An archive receives every alert, flood control or not, and writes them at flush().
+    archive: ClassVar[bool] = False
+    # May this type be named as the config's `dead_letter`?
+    can_dead_letter: ClassVar[bool] = False
+
     id: str
+    rate_limit: float | None = dataclasses.field(default=None, kw_only=True)
+    rate_burst: int | None = dataclasses.field(default=None, kw_only=True)
 
     @classmethod
     def config_keys(cls) -> frozenset[str]:
         return frozenset(f.name for f in dataclasses.fields(cls) if f.name != "id")
+
+    @classmethod
+    def build(cls, dest_id: str, settings: Mapping[str, Any]) -> Destination:
+        """Validate the generic keys here and the type's own keys in from_config."""
+        problems: list[str] = []
+        limits: dict[str, Any] = {}
+        rate = settings.get("rate_limit")
+        if rate is not None:
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+                problems.append("destination.rate_limit must be a number of sends per second > 0")
+            else:
+                limits["rate_limit"] = float(rate)
+        burst = settings.get("rate_burst")
+        if burst is not None:
+            if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+                problems.append("destination.rate_burst must be a whole number >= 1")
+            else:
+                limits["rate_burst"] = burst
+        own = {k: v for k, v in settings.items() if k not in {"rate_limit", "rate_burst"}}
+        try:
+            destination = cls.from_config(dest_id, own)
+        except DestinationConfigError as exc:
+            problems.extend(exc.problems)
+            destination = None
+        if problems:
+            raise DestinationConfigError(problems)
+        assert destination is not None
+        return dataclasses.replace(destination, **limits) if limits else destination
+
+    def rate(self) -> tuple[float, int] | None:
+        """(sends per second, burst) for this destination, or None for unlimited."""
+        rate = self.rate_limit if self.rate_limit is not None else self.default_rate
+        if rate is None:
+            return None
+        burst = self.rate_burst if self.rate_burst is not None else self.default_burst
+        return rate, max(1, burst)
+
+    async def flush(self, context: DeliveryContext) -> list[tuple[str, str]]:
+        """Write whatever was buffered (archives); return (rule name, location) pairs."""
+        return []
+
+    async def send_dead_letter(self, document: dict[str, Any], context: DeliveryContext) -> None:
+        """Keep an alert that could not be delivered elsewhere (only if can_dead_letter)."""
+        raise NotImplementedError(f"{self.type_name} cannot be a dead_letter destination")
 
     @classmethod
     @abstractmethod
