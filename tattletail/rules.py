@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 import jq
@@ -30,20 +31,62 @@ class RuleRuntimeError(Exception):
 
 
 @dataclass(frozen=True)
+class Suppression:
+    """A jq expression that keeps a rule's match from alerting when its first output is truthy.
+
+    `expires`: a date (the suppression applies through that day, UTC), an aware datetime (it
+    applies until that instant), or None (it never expires).
+    """
+
+    match: str
+    expires: date | None = None
+    reason: str = ""
+
+    def active(self, now: datetime) -> bool:
+        """Whether it still applies at `now` (an aware datetime)."""
+        if self.expires is None:
+            return True
+        if isinstance(self.expires, datetime):
+            return now < self.expires
+        return now.astimezone(UTC).date() <= self.expires
+
+
+@dataclass(frozen=True)
 class RuleSource:
     """What a worker needs to evaluate one rule: picklable, no compiled state."""
 
     name: str
     jq_match: str
+    enabled: bool = True
+    title: str | None = None
+    suppressions: tuple[Suppression, ...] = ()
 
 
 def interpret(first_output: Any, record: dict[str, Any]) -> tuple[bool, Any]:
     """(matched, annotation) for a rule's first output on a record: the matching contract."""
     if first_output is NO_OUTPUT or first_output is None or first_output is False:
         return False, None
-    if isinstance(first_output, dict) and first_output == record:
+    if isinstance(first_output, dict) and (
+        first_output == record
+        or (first_output.keys() == record.keys() and first_output == _through_double(record))
+    ):
         return True, None
     return True, first_output
+
+
+_EXACT_INT = 2**53
+
+
+def _through_double(value: Any) -> Any:
+    """The value as it comes back from libjq through the jq binding, which carries numbers as
+    doubles: integers beyond 2**53 are rounded. Only used to recognise the record itself."""
+    if isinstance(value, dict):
+        return {key: _through_double(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_through_double(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _EXACT_INT:
+        return int(float(value))
+    return value
 
 
 def libjq_first_output(program: Any, record_text: str) -> Any:
@@ -66,6 +109,8 @@ class Match:
     rule_index: int
     record: dict[str, Any]
     annotation: Any
+    # The first output of the rule's `title` expression, when it is a string.
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +126,8 @@ class Evaluation:
 
     records: int = 0
     matches: list[Match] = field(default_factory=list)
+    # Matches a suppression held back, by rule: counted, never sent between processes.
+    suppressed_counts: dict[int, int] = field(default_factory=dict)
     error_counts: dict[int, int] = field(default_factory=dict)
     error_samples: list[RuleErrorSample] = field(default_factory=list)
 
@@ -95,12 +142,15 @@ class Evaluation:
 
     def merge(self, other: Evaluation) -> None:
         self.records += other.records
+        self.timed_out_rules.extend(other.timed_out_rules)
         self.seconds += other.seconds
         if other.newest_event_time is not None and (
             self.newest_event_time is None or other.newest_event_time > self.newest_event_time
         ):
             self.newest_event_time = other.newest_event_time
         self.matches.extend(other.matches)
+        for rule_index, count in other.suppressed_counts.items():
+            self.suppressed_counts[rule_index] = self.suppressed_counts.get(rule_index, 0) + count
         for rule_index, count in other.error_counts.items():
             kept = sum(1 for s in self.error_samples if s.rule_index == rule_index)
             self.error_counts[rule_index] = self.error_counts.get(rule_index, 0) + count
@@ -108,17 +158,17 @@ class Evaluation:
             self.error_samples.extend(samples[: max(0, ERROR_SAMPLES_PER_RULE - kept)])
 
 
-class CompiledRule:
-    """One rule, compiled for libjq and, where its shape allows, for the native fast path."""
+class _Program:
+    """One jq program, compiled for libjq and, where its shape allows, for the native fast path."""
 
-    def __init__(self, index: int, source: RuleSource) -> None:
-        self.index = index
-        self.name = source.name
-        self.program = jq.compile(source.jq_match)
-        native: NativeProgram | None = compile_native(source.jq_match)
+    def __init__(self, source: str, indexed: tuple[str, ...] | None = None) -> None:
+        self.program = jq.compile(source)
+        native: NativeProgram | None = compile_native(source)
         required = dict(native.required or {}) if native is not None else {}
-        # eventName is checked once per record by RuleSet's index; the rest here, per rule.
-        self.required_event_names: frozenset[str] | None = required.pop(("eventName",), None)
+        # The caller's index checks the `indexed` path once per record; the rest is checked here.
+        self.indexed_values: frozenset[str] | None = (
+            required.pop(indexed, None) if indexed is not None else None
+        )
         self._other_required = tuple(required.items())
         self._native = native if native is not None and native.evaluable else None
 
@@ -138,6 +188,22 @@ class CompiledRule:
         return libjq_first_output(self.program, record_text.get())
 
 
+class CompiledRule:
+    """One rule: its jq_match, and its title and suppressions, which run only on its matches."""
+
+    def __init__(self, index: int, source: RuleSource) -> None:
+        self.index = index
+        self.name = source.name
+        match = _Program(source.jq_match, indexed=("eventName",))
+        self.program = match.program
+        # eventName is checked once per record by RuleSet's index; the rest by the program.
+        self.required_event_names = match.indexed_values
+        # Bound once: the per-record hot path pays no extra call for the indirection.
+        self.first_output: Callable[[dict[str, Any], _LazyText], Any] = match.first_output
+        self.title = _Program(source.title) if source.title is not None else None
+        self.suppressions = tuple((s, _Program(s.match)) for s in source.suppressions)
+
+
 class _LazyText:
     """A record's JSON text, made at most once and only if some rule needs libjq."""
 
@@ -153,11 +219,25 @@ class _LazyText:
         return self._text
 
 
-class RuleSet:
-    """Rules compiled once per process, with an index that skips rules a record cannot match."""
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(self, sources: Sequence[RuleSource]) -> None:
-        self.rules = [CompiledRule(index, source) for index, source in enumerate(sources)]
+
+class RuleSet:
+    """Rules compiled once per process, with an index that skips rules a record cannot match.
+
+    A disabled rule keeps its index (matches name rules by their position in the config) but
+    is neither compiled nor evaluated. `now` decides which suppressions have expired; it is
+    read once per batch.
+    """
+
+    def __init__(
+        self, sources: Sequence[RuleSource], now: Callable[[], datetime] = _utc_now
+    ) -> None:
+        self.rules = [
+            CompiledRule(index, source) for index, source in enumerate(sources) if source.enabled
+        ]
+        self._now = now
         self._candidates_by_event_name: dict[Any, tuple[CompiledRule, ...]] = {}
 
     def _candidates(self, event_name: Any) -> tuple[CompiledRule, ...]:
@@ -175,11 +255,12 @@ class RuleSet:
     ) -> Evaluation:
         """Every rule on every record, record by record (the fast order)."""
         result = Evaluation(records=len(records))
+        now = self._now()
         for record in records:
             text = _LazyText(record)
             for rule in self._candidates(record.get("eventName")):
                 if rule.index not in skip:
-                    _apply(rule, record, text, result)
+                    _apply(rule, record, text, result, now)
         return result
 
     def evaluate_rule_by_rule(
@@ -191,6 +272,7 @@ class RuleSet:
         """The same results, rule by rule, announcing each rule before it runs, so that a
         supervisor that has to kill a runaway evaluation knows which rule it was."""
         result = Evaluation(records=len(records))
+        now = self._now()
         texts = [_LazyText(record) for record in records]
         for rule in self.rules:
             if rule.index in skip:
@@ -198,28 +280,71 @@ class RuleSet:
             on_rule(rule.index)
             for record, text in zip(records, texts, strict=True):
                 if rule in self._candidates(record.get("eventName")):
-                    _apply(rule, record, text, result)
+                    _apply(rule, record, text, result, now)
         # Same order as evaluate(): by record, then by rule.
         position = {id(record): n for n, record in enumerate(records)}
         result.matches.sort(key=lambda m: (position[id(m.record)], m.rule_index))
         return result
 
 
-def _apply(rule: CompiledRule, record: dict[str, Any], text: _LazyText, result: Evaluation) -> None:
+def _apply(
+    rule: CompiledRule,
+    record: dict[str, Any],
+    text: _LazyText,
+    result: Evaluation,
+    now: datetime,
+) -> None:
     try:
         output = rule.first_output(record, text)
     except RuleRuntimeError as exc:
-        count = result.error_counts.get(rule.index, 0)
-        result.error_counts[rule.index] = count + 1
-        if count < ERROR_SAMPLES_PER_RULE:
-            event_id = record.get("eventID")
-            result.error_samples.append(
-                RuleErrorSample(rule.index, event_id if isinstance(event_id, str) else "", str(exc))
-            )
+        _count_error(rule, record, str(exc), result)
         return
     matched, annotation = interpret(output, record)
-    if matched:
-        result.matches.append(Match(rule.index, record, annotation))
+    if not matched:
+        return
+    if rule.suppressions and _suppressed(rule, record, text, result, now):
+        result.suppressed_counts[rule.index] = result.suppressed_counts.get(rule.index, 0) + 1
+        return
+    title = None
+    if rule.title is not None:
+        try:
+            output = rule.title.first_output(record, text)
+        except RuleRuntimeError as exc:
+            # The alert still goes out, under the rule's name; the broken title is reported.
+            _count_error(rule, record, f"title: {exc}", result)
+        else:
+            title = output if isinstance(output, str) else None
+    result.matches.append(Match(rule.index, record, annotation, title))
+
+
+def _suppressed(
+    rule: CompiledRule, record: dict[str, Any], text: _LazyText, result: Evaluation, now: datetime
+) -> bool:
+    """Whether an active suppression's first output on the record is truthy. One that raises
+    does not suppress: an alert too many is better than one silently lost."""
+    for suppression, program in rule.suppressions:
+        if not suppression.active(now):
+            continue
+        try:
+            output = program.first_output(record, text)
+        except RuleRuntimeError as exc:
+            _count_error(rule, record, f"suppress: {exc}", result)
+            continue
+        if output is not NO_OUTPUT and output is not None and output is not False:
+            return True
+    return False
+
+
+def _count_error(
+    rule: CompiledRule, record: dict[str, Any], message: str, result: Evaluation
+) -> None:
+    count = result.error_counts.get(rule.index, 0)
+    result.error_counts[rule.index] = count + 1
+    if count < ERROR_SAMPLES_PER_RULE:
+        event_id = record.get("eventID")
+        result.error_samples.append(
+            RuleErrorSample(rule.index, event_id if isinstance(event_id, str) else "", message)
+        )
 
 
 def _may_match(rule: CompiledRule, event_name: str | None) -> bool:

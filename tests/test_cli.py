@@ -1,0 +1,387 @@
+"""The `tattletail` command, in-process and as a real process: alerts, summary and exit codes.
+
+Expected alerts are computed here with libjq directly (the `jq` package), from the config's
+rules and the matching contract, never copied from a previous run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jq
+import orjson
+import pytest
+from conftest import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
+
+from tattletail import config
+from tattletail.cli import main
+
+EXAMPLE_CONFIG = REPO / "config" / "tattletail.toml"
+INVICTUS = sorted((CLOUDTRAIL / "invictus").glob("*.json"))
+INVICTUS_TRAIL = (
+    CLOUDTRAIL
+    / "invictus"
+    / "218007301253_CloudTrail_us-east-1_20230710T1205Z_SjF3IkuNXJkoHyar.json"
+)
+STRATUS_STOP = CLOUDTRAIL / "stratus-red-team" / "aws.defense-evasion.cloudtrail-stop.json"
+WEBHOOK = "https://hooks.slack.com/services/T0SECRET/B0SECRET/s3cr3tw3bh00kt0k3n"
+SUMMARY_WORDS = ("objects", "records", "matches", "rule errors", "failed inputs")
+
+
+@pytest.fixture(autouse=True)
+def _cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One worker keeps each scan's pool cheap; nothing from the machine's environment leaks in.
+    monkeypatch.setenv("TATTLETAIL_WORKERS", "1")
+    for name in ("TATTLETAIL_CONFIG", "S3_CONFIG_BUCKET", "S3_CONFIG_PATH", "TATTLETAIL_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run(argv: list[str]) -> int:
+    """main()'s exit code, whether it returns it or argparse raises SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def records_of(data: bytes) -> list[dict[str, Any]]:
+    document = orjson.loads(data)
+    return document["Records"] if isinstance(document, dict) else document
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def expected_alerts(files: dict[str, bytes]) -> dict[tuple[str, str, str], str]:
+    """(source, eventID, rule name) -> match as canonical JSON, for every alert the example
+    config's rules must give on these files (source -> plain JSON bytes)."""
+    rules = config.load_file(EXAMPLE_CONFIG).rules
+    programs = [(rule.name, jq.compile(rule.jq_match)) for rule in rules]
+    alerts: dict[tuple[str, str, str], str] = {}
+    for source, data in files.items():
+        for record in records_of(data):
+            for name, program in programs:
+                outputs = iter(program.input_text(json.dumps(record)))
+                try:
+                    first = next(outputs)
+                except (StopIteration, ValueError):
+                    continue
+                if first is None or first is False:
+                    continue
+                match = None if isinstance(first, dict) and first == record else first
+                key = (source, record["eventID"], name)
+                assert key not in alerts
+                alerts[key] = canonical(match)
+    return alerts
+
+
+def printed_alerts(stdout: str, files: dict[str, bytes]) -> dict[tuple[str, str, str], str]:
+    """The alerts on stdout, keyed like expected_alerts; each line is checked to be one alert
+    carrying its source's record unchanged."""
+    by_id = {
+        (source, record["eventID"]): record
+        for source, data in files.items()
+        for record in records_of(data)
+    }
+    alerts: dict[tuple[str, str, str], str] = {}
+    for line in stdout.splitlines():
+        alert = orjson.loads(line)
+        # The original's keys plus source; rule metadata (severity, ...) may come with them.
+        assert {"name", "description", "record", "match", "source"} <= set(alert)
+        key = (alert["source"], alert["record"]["eventID"], alert["name"])
+        assert alert["record"] == by_id[key[:2]]
+        assert key not in alerts
+        alerts[key] = canonical(alert["match"])
+    return alerts
+
+
+def assert_summary_line(stderr: str) -> str:
+    summary = stderr.strip().splitlines()[-1]
+    assert summary.startswith("tattletail: ")
+    assert all(word in summary for word in SUMMARY_WORDS)
+    return summary
+
+
+def assert_one_line_error(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("tattletail: ")
+    return lines[0]
+
+
+# -- scan --dry-run over local files --------------------------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    """A directory of log files in every local form: .json, .json.gz, nested, plus a file
+    that is not a log (ignored when a directory is scanned)."""
+    root = tmp_path / "logs"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "seed").mkdir()
+    seed = root / "seed" / "1.json"
+    shutil.copy(SEED_LOG, seed)
+    invictus = root / "a" / "b" / (INVICTUS_TRAIL.name + ".gz")
+    invictus.write_bytes(gzipped(INVICTUS_TRAIL.read_bytes()))
+    stratus = root / "a" / STRATUS_STOP.name
+    shutil.copy(STRATUS_STOP, stratus)
+    (root / "a" / "README.txt").write_text("not a log file")
+    files = {
+        str(seed): SEED_LOG.read_bytes(),
+        str(invictus): INVICTUS_TRAIL.read_bytes(),
+        str(stratus): STRATUS_STOP.read_bytes(),
+    }
+    return root, files
+
+
+def test_scan_dry_run_of_a_directory_prints_every_alert_of_every_log_file_in_it(
+    tree: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, files = tree
+    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(root)])
+    captured = capsys.readouterr()
+
+    assert code == 0, captured.err
+    want = expected_alerts(files)
+    assert printed_alerts(captured.out, files) == want
+    # The data exercises the config: all three files alert, and the added rule fires.
+    assert {source for source, _, _ in want} == set(files)
+    assert "CloudTrail Stopped Or Deleted" in {name for _, _, name in want}
+    summary = assert_summary_line(captured.err)
+    assert f"{len(want)} matches" in summary
+    assert "3 objects" in summary
+    assert "0 failed inputs" in summary
+
+
+def test_scan_exits_1_naming_each_failed_input_while_good_files_still_alert(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.json.gz"
+    good.write_bytes(gzipped(SEED_LOG.read_bytes()))
+    corrupt = tmp_path / "corrupt.json.gz"
+    corrupt.write_bytes(gzipped(SEED_LOG.read_bytes())[:-40])
+    missing = tmp_path / "missing.json"
+
+    code = run(
+        [
+            "scan",
+            "--dry-run",
+            "--config",
+            str(EXAMPLE_CONFIG),
+            str(good),
+            str(missing),
+            str(corrupt),
+        ]
+    )
+    captured = capsys.readouterr()
+
+    assert code == 1
+    files = {str(good): SEED_LOG.read_bytes()}
+    assert printed_alerts(captured.out, files) == expected_alerts(files)
+    failed = [line for line in captured.err.splitlines() if line.startswith("tattletail: failed")]
+    assert len(failed) == 2
+    assert any(str(missing) in line for line in failed)
+    assert any(str(corrupt) in line for line in failed)
+    assert "2 failed inputs" in assert_summary_line(captured.err)
+    assert "Traceback" not in captured.err
+
+
+def test_scan_with_a_broken_config_exits_2_with_one_line_and_no_alerts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[rule]]\nname = 'x'\njq_match =\n")
+
+    code = run(["scan", "--dry-run", "--config", str(broken), str(SEED_LOG)])
+    captured = capsys.readouterr()
+
+    assert code == 2
+    assert captured.out == ""
+    line = assert_one_line_error(captured.err)
+    assert str(broken) in line
+    assert "invalid TOML" in line
+
+
+def test_scan_with_a_missing_config_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(["scan", "--dry-run", "--config", str(tmp_path / "nope.toml"), str(SEED_LOG)])
+    captured = capsys.readouterr()
+
+    assert code == 2
+    assert "nope.toml" in assert_one_line_error(captured.err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["scan"],
+        ["scan", "--dry-run", "--no-such-option", "x.json"],
+        ["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://"],
+        ["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3:///key.json.gz"],
+    ],
+    ids=["no-command", "unknown-command", "no-paths", "unknown-option", "no-bucket", "no-bucket2"],
+)
+def test_usage_error_exits_2_with_a_one_line_message(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(argv)
+    captured = capsys.readouterr()
+
+    assert code == 2
+    assert captured.out == ""
+    assert_one_line_error(captured.err)
+
+
+def test_bad_environment_exits_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TATTLETAIL_WORKERS", "none")
+    code = run(["validate", "--config", str(EXAMPLE_CONFIG)])
+    captured = capsys.readouterr()
+
+    assert code == 2
+    assert "TATTLETAIL_WORKERS" in assert_one_line_error(captured.err)
+
+
+# -- validate -------------------------------------------------------------------------------
+
+
+def test_validate_exits_0_on_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code = run(["validate", "--config", str(EXAMPLE_CONFIG)])
+    captured = capsys.readouterr()
+
+    assert code == 0
+    loaded = config.load_file(EXAMPLE_CONFIG)
+    assert f"{len(loaded.rules)} rules" in captured.out
+    assert f"{len(loaded.destinations)} destinations" in captured.out
+
+
+def test_validate_takes_the_config_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TATTLETAIL_CONFIG", str(EXAMPLE_CONFIG))
+    assert run(["validate"]) == 0
+    assert str(EXAMPLE_CONFIG) in capsys.readouterr().out
+
+
+def test_validate_exits_2_listing_every_problem_without_the_webhook_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        f"""
+[[rule]]
+name = "Typo"
+jq_match = 'select(.eventName == "CreateUser")'
+destination = ["Slack"]
+
+[[rule]]
+name = "Broken"
+jq_match = 'select(.eventName =='
+destinations = ["Slack", "Pager"]
+
+[[destination]]
+id = "Slack"
+type = "slack_webhook"
+webhook_url = "{WEBHOOK}"
+channel = "#alerts"
+"""
+    )
+    code = run(["validate", "--config", str(bad)])
+    captured = capsys.readouterr()
+
+    assert code == 2
+    assert "Traceback" not in captured.err
+    for expected in [
+        "rule #0 'Typo': unknown key 'destination'",
+        "rule #1 'Broken': jq_match does not compile",
+        "rule #1 'Broken': unknown destination 'Pager'",
+        "destination #0 'Slack': unknown key 'channel'",
+    ]:
+        assert expected in captured.err
+    assert "s3cr3t" not in captured.err + captured.out
+
+
+# -- a real process -------------------------------------------------------------------------
+
+
+def test_module_run_as_a_process_prints_the_seed_files_create_user_alert() -> None:
+    env = {**os.environ, "TATTLETAIL_WORKERS": "1"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "tattletail", "scan", "--dry-run", "--config", str(EXAMPLE_CONFIG)]
+        + [str(SEED_LOG)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert "Traceback" not in completed.stderr
+    files = {str(SEED_LOG): SEED_LOG.read_bytes()}
+    alerts = printed_alerts(completed.stdout, files)
+    assert alerts == expected_alerts(files)
+    create_user = [key for key in alerts if key[2] == "Create User"]
+    assert len(create_user) == 1
+    assert alerts[create_user[0]] == canonical("username: user1")
+    assert "3 records" in assert_summary_line(completed.stderr)
+
+
+# -- s3://bucket/prefix/ against the moto server --------------------------------------------
+
+
+def test_scan_of_an_s3_prefix_evaluates_every_object_under_it(
+    moto: Moto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket="trail")
+    prefix = "AWSLogs/218007301253/CloudTrail/us-east-1/2023/07/10/"
+    files: dict[str, bytes] = {}
+    for path in [*INVICTUS[2:5], SEED_LOG]:
+        key = prefix + path.name + ".gz"
+        s3.put_object(Bucket="trail", Key=key, Body=gzipped(path.read_bytes()))
+        files[f"s3://trail/{key}"] = path.read_bytes()
+    # Outside the prefix: never read. A digest under it: listed, skipped, not a failure.
+    s3.put_object(Bucket="trail", Key="elsewhere/x.json.gz", Body=b"not gzip, would fail")
+    s3.put_object(
+        Bucket="trail",
+        Key="AWSLogs/218007301253/CloudTrail-Digest/us-east-1/2023/07/10/d.json.gz",
+        Body=gzipped(b'{"digestStartTime": "2023-07-10T11:00:00Z"}'),
+    )
+
+    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://trail/AWSLogs/"])
+    captured = capsys.readouterr()
+
+    assert code == 0, captured.err
+    want = expected_alerts(files)
+    assert want
+    assert printed_alerts(captured.out, files) == want
+    summary = assert_summary_line(captured.err)
+    assert f"{len(files)} objects" in summary
+    assert "1 skipped" in summary
+
+
+def test_scan_of_a_missing_bucket_is_a_failed_input_not_a_crash(
+    moto: Moto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://no-such-bucket/"])
+    captured = capsys.readouterr()
+
+    assert code == 1
+    assert "Traceback" not in captured.err
+    assert any(
+        line.startswith("tattletail: failed: s3://no-such-bucket/")
+        for line in captured.err.splitlines()
+    )
