@@ -18,7 +18,7 @@ def env_table() -> dict[str, str]:
 
 def test_every_setting_is_in_the_readme_table_with_its_default() -> None:
     table = env_table()
-    for name, default, _ in documented_variables():
+    for name, _default, _ in documented_variables():
         assert name in table, f"{name} is missing from README's environment table"
         if name == "TATTLETAIL_WORKERS":
             assert "CPU" in table[name]
