@@ -1,7 +1,8 @@
 """The `tattletail` command: run the Lambda's pipeline over local files and S3 URIs.
 
 Exit codes: 0 every input processed; 1 some inputs failed (each named on stderr) while the rest
-were processed; 2 a usage or config error (one message, never a traceback).
+were processed, or (test, validate) some rule test failed; 2 a usage or config error (one
+message, never a traceback).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import asyncio
 import logging
 import os
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tattletail import __version__, config, config_source, logs
+from tattletail import __version__, config, config_source, logs, progress, ruletests
 from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
 from tattletail.config import Config, ConfigError
@@ -57,10 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send nothing: print each alert to stdout as one JSON line",
     )
+    scan.add_argument(
+        "--summary",
+        action="store_true",
+        help="send and print no alert: print per rule matches, suppressed, errors and "
+        "distinct principals (implies --dry-run)",
+    )
     scan.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or s3:// URI")
 
-    validate = commands.add_parser("validate", help="check a config and exit")
+    validate = commands.add_parser(
+        "validate", help="check a config, print its warnings, run its rule tests and exit"
+    )
     validate.add_argument("--config", help="config file (default: $TATTLETAIL_CONFIG)")
+
+    test = commands.add_parser("test", help="run every [[rule.test]] of a config")
+    test.add_argument("--config", help="config file (default: $TATTLETAIL_CONFIG)")
+    test.add_argument("--junit", metavar="PATH", help="also write the results as JUnit XML")
     return parser
 
 
@@ -76,7 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return _validate(args.config or settings.config_file)
-        return asyncio.run(_scan(settings, args.config, args.paths, args.dry_run))
+        if args.command == "test":
+            return _test(args.config or settings.config_file, args.junit)
+        # With a terminal on stderr, JSON log lines would break the progress line's redraws.
+        show_progress = not verbose
+        return asyncio.run(
+            _scan(settings, args.config, args.paths, args.dry_run, args.summary, show_progress)
+        )
     except ConfigError as exc:
         return _fail(str(exc))
     except UsageError as exc:
@@ -90,37 +110,92 @@ def _fail(message: str) -> int:
 
 def _validate(path: str) -> int:
     loaded = config.load_file(path)
+    disabled = sum(1 for rule in loaded.rules if not rule.enabled)
+    files = f", {len(loaded.files)} files" if len(loaded.files) > 1 else ""
     print(
-        f"{loaded.source}: OK, {len(loaded.rules)} rules, {len(loaded.destinations)} destinations"
+        f"{loaded.source}: OK, {len(loaded.rules)} rules"
+        + (f" ({disabled} disabled)" if disabled else "")
+        + f", {len(loaded.destinations)} destinations{files}"
     )
-    return EXIT_OK
+    for warning in loaded.warnings():
+        print(f"tattletail: warning: {warning}", file=sys.stderr)
+    results = ruletests.run_tests(loaded)
+    if not results:
+        return EXIT_OK
+    for line in ruletests.format_failures(results):
+        print(line)
+    print(ruletests.summary_line(results))
+    return EXIT_PARTIAL if any(result.failed for result in results) else EXIT_OK
 
 
-async def _scan(settings: Settings, config_path: str | None, paths: list[str], dry: bool) -> int:
+def _test(path: str, junit: str | None) -> int:
+    loaded = config.load_file(path)
+    results = ruletests.run_tests(loaded)
+    if not results:
+        print(f"{loaded.source}: no [[rule.test]] in the config")
+    else:
+        print(ruletests.format_table(results))
+    if junit is not None:
+        try:
+            ruletests.write_junit(results, junit)
+        except OSError as exc:
+            raise UsageError(f"cannot write the JUnit report {junit}: {exc.strerror}") from None
+    return EXIT_PARTIAL if any(result.failed for result in results) else EXIT_OK
+
+
+async def _scan(
+    settings: Settings,
+    config_path: str | None,
+    paths: list[str],
+    dry: bool,
+    summary_only: bool = False,
+    show_progress: bool = False,
+) -> int:
     aws = AwsClients(settings.aws_endpoint_url)
+    # Per rule, the distinct userIdentity.arn of its alerts (--summary).
+    principals: dict[str, set[str]] = defaultdict(set)
+
+    async def collect(alert: Alert) -> None:
+        identity = alert.record.get("userIdentity")
+        arn = identity.get("arn") if isinstance(identity, dict) else None
+        principals[alert.rule_name].update([arn] if isinstance(arn, str) else [])
+
+    sink = collect if summary_only else _print_alert if dry else None
     try:
         s3 = await aws.client("s3") if settings.config_from_s3 and not config_path else None
         loaded: Config = await config_source.load(settings, s3, config_path)
         refs, missing = await _expand(paths, aws)
         service = Service(settings, loaded, aws)
         summary = RunSummary()
+        bar = progress.Progress(len(refs))
+        ticker = (
+            asyncio.create_task(progress.watch(bar, summary))
+            if show_progress and bar.enabled
+            else None
+        )
         try:
-            failed = await service.run(refs, summary, sink=_print_alert if dry else None)
+            failed = await service.run(refs, summary, sink=sink)
         except DeliveryIncomplete as exc:
             # Counted in the summary (alerts_failed) and reported below; exit code 1.
             logs.log(logging.ERROR, "delivery_incomplete", error=str(exc))
             failed = []
         finally:
+            if ticker is not None:
+                ticker.cancel()
+                bar.close()
             await service.aclose()
             service.close_pool()
     finally:
         await aws.close()
     logs.log(logging.INFO, "scan_summary", **summary.fields())
+    if summary_only:
+        print(summary_table(loaded, summary, principals))
     for uri in [*missing, *(ref.uri for ref in failed)]:
         print(f"tattletail: failed: {uri}", file=sys.stderr)
     print(
         f"tattletail: {summary.objects} objects, {summary.records} records, "
-        f"{summary.matches} matches, {summary.alerts_sent} alerts sent, "
+        f"{summary.matches} matches, {summary.suppressed} suppressed, "
+        f"{summary.alerts_sent} alerts sent, "
         f"{summary.alerts_failed} failed, {summary.rule_errors} rule errors, "
         f"{summary.objects_skipped} skipped, {summary.objects_failed + len(missing)} failed inputs",
         file=sys.stderr,
@@ -131,6 +206,50 @@ async def _scan(settings: Settings, config_path: str | None, paths: list[str], d
 
 async def _print_alert(alert: Alert) -> None:
     sys.stdout.buffer.write(stdout.render(alert))
+
+
+SUMMARY_COLUMNS = ("matches", "suppressed", "alerts", "errors", "principals", "% records")
+
+
+def summary_table(loaded: Config, summary: RunSummary, principals: dict[str, set[str]]) -> str:
+    """`scan --summary`: how noisy each enabled rule is over the scanned files, noisiest first.
+
+    matches counts every record the rule matched, suppressed or not; alerts the matches left
+    after `suppress`; principals the distinct userIdentity.arn of those alerts.
+    """
+    rows = []
+    for rule in loaded.rules:
+        if not rule.enabled:
+            continue
+        alerts = summary.matches_by_rule[rule.name]
+        suppressed = summary.suppressed_by_rule[rule.name]
+        matches = alerts + suppressed
+        share = 100 * matches / summary.records if summary.records else 0.0
+        cells = (matches, suppressed, alerts, summary.rule_errors_by_rule[rule.name])
+        rows.append(
+            (
+                rule.name,
+                rule.severity,
+                *map(str, cells),
+                str(len(principals[rule.name])),
+                f"{share:.2f}",
+            )
+        )
+    rows.sort(key=lambda row: -int(row[2]))  # stable: config order among equals
+    header = ("rule", "severity", *SUMMARY_COLUMNS)
+    widths = [max(len(row[n]) for row in [header, *rows]) for n in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(width) if n < 2 else cell.rjust(width)
+            for n, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in [header, *rows]
+    ]
+    lines.append(
+        f"{summary.records} records in {summary.objects} objects; "
+        f"{len(rows)} rules, {sum(1 for row in rows if row[2] != '0')} matched"
+    )
+    return "\n".join(lines)
 
 
 async def _expand(paths: list[str], aws: AwsClients) -> tuple[list[ObjectRef], list[str]]:

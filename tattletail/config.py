@@ -4,28 +4,49 @@ A config written for the Go cloudtrail-tattletail loads unchanged. Every check t
 is made here too, plus one it does not: an unknown key is an error naming it and its table, so a
 typo such as `destination = [...]` cannot silently drop alerts. Every problem of a file is
 reported at once.
+
+Beyond the original (all optional, so the original's files mean exactly what they did): rule
+metadata (`severity`, `enabled`, `tags`, `runbook`, `title`), `suppress` expressions that may
+expire, inline `[[rule.test]]` cases, and `include` to pull rules and destinations from more
+files, routed by `default_destinations` when they name none themselves.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 import jq
 
 from tattletail.destinations import DESTINATION_TYPES, Destination, DestinationConfigError
+from tattletail.rules import Suppression
 
 RULE_KEYS = {
     "name": "a short name, shown as the alert's title",
     "jq_match": "the jq program tested against each record",
     "description": "what the alert means",
     "destinations": "ids of the [[destination]] tables that receive the alert",
+    "severity": "info, low, medium, high or critical (default medium)",
+    "enabled": "false: the rule is loaded and checked but not evaluated (default true)",
+    "tags": "strings carried in every alert (ATT&CK ids, controls, ...)",
+    "runbook": "what to do about an alert",
+    "title": "a jq string expression on the record: the alert's title",
+    "suppress": "a jq expression, a {match, expires, reason} table or a list of them",
+    "test": "[[rule.test]] cases run by `tattletail test`",
 }
-TOP_LEVEL_KEYS = {"rule", "destination", "dead_letter"}
+TOP_LEVEL_KEYS = {"rule", "destination", "dead_letter", "include", "default_destinations"}
+# dead_letter and default_destinations route the whole config: only its top file sets them.
+INCLUDED_FILE_KEYS = {"rule", "destination", "include"}
+SEVERITIES: Final = ("info", "low", "medium", "high", "critical")
+SUPPRESS_KEYS = {"match", "expires", "reason"}
+TEST_KEYS = {"name", "event", "event_file", "expect", "match", "title"}
 
 
 class ConfigError(ValueError):
@@ -42,15 +63,60 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {len(problems)} config errors:\n{lines}")
 
 
+class _NotGiven:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+# A test's `match` when the test does not check the annotation (TOML has no null to say "none").
+NOT_GIVEN: Final[Any] = _NotGiven()
+
+
+@dataclass(frozen=True)
+class RuleTest:
+    """One [[rule.test]]: an event, and what the rule must make of it."""
+
+    name: str
+    expect: bool
+    # Exactly one of the two: the event inline, or the JSON file holding it (read when run).
+    event: Mapping[str, Any] | None = None
+    event_file: Path | None = None
+    # The expected annotation, or NOT_GIVEN; the expected title, or None (not checked).
+    match: Any = NOT_GIVEN
+    title: str | None = None
+
+
 @dataclass(frozen=True)
 class Rule:
-    """One [[rule]]: jq_match is known to compile."""
+    """One [[rule]]: every jq program of it (jq_match, title, suppress) is known to compile."""
 
+    # The rule's position in Config.rules, the index workers and matches use.
     index: int
     name: str
     jq_match: str
     description: str
     destinations: tuple[str, ...]
+    severity: str = "medium"
+    enabled: bool = True
+    tags: tuple[str, ...] = ()
+    runbook: str | None = None
+    title: str | None = None
+    suppressions: tuple[Suppression, ...] = ()
+    tests: tuple[RuleTest, ...] = ()
+    # Where it was written, for messages: its file (the config's source for the top file) and
+    # its position among that file's [[rule]] tables.
+    origin: str = ""
+    position: int = 0
+    # True when `destinations` came from the top file's default_destinations.
+    default_routed: bool = False
+
+    @property
+    def where(self) -> str:
+        """How messages name the rule, like config errors do: `file: rule #2 'Name'`."""
+        prefix = f"{self.origin}: " if self.origin else ""
+        return f"{prefix}rule #{self.position} {self.name!r}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +126,44 @@ class Config:
     source: str
     # The destination (sqs or s3) that keeps alerts whose delivery failed after every retry.
     dead_letter: str | None = None
+    # Where rules without a `destinations` key send their alerts (set in the top file only).
+    default_destinations: tuple[str, ...] = ()
+    # Every file read: the top file first, then the included ones in include order.
+    files: tuple[str, ...] = ()
+
+    def warnings(self, now: datetime | None = None) -> list[str]:
+        """What is valid but probably not meant: expired suppressions (they no longer apply)
+        and enabled rules whose alerts go nowhere."""
+        now = now or datetime.now(UTC)
+        found = []
+        for rule in self.rules:
+            for suppression in rule.suppressions:
+                if not suppression.active(now):
+                    found.append(
+                        f"{rule.where}: suppression {suppression.match!r} expired on "
+                        f"{suppression.expires}; it no longer applies (remove it or extend it)"
+                    )
+            if rule.enabled and not rule.destinations:
+                found.append(
+                    f"{rule.where}: no destinations and no default_destinations, so its alerts "
+                    "go nowhere"
+                )
+        return found
+
+
+@dataclass
+class _File:
+    """One file of a config being loaded."""
+
+    label: str  # how messages name it
+    document: dict[str, Any]
+    directory: Path | None  # where its relative paths start; None: not read from disk
+    top: bool
+
+    @property
+    def prefix(self) -> str:
+        # The top file's problems are reported under its name already (ConfigError.source).
+        return "" if self.top else f"{self.label}: "
 
 
 def load_file(path: str | Path) -> Config:
@@ -70,42 +174,154 @@ def load_file(path: str | Path) -> Config:
         raise ConfigError(str(path), ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"cannot read the file: {exc}"]) from None
-    return parse(text, source=str(path))
+    return parse(text, source=str(path), path=path)
 
 
-def parse(text: str, source: str = "tattletail.toml") -> Config:
-    """Parse and validate a config document; raise ConfigError listing every problem."""
+def parse(text: str, source: str = "tattletail.toml", path: Path | None = None) -> Config:
+    """Parse and validate a config document; raise ConfigError listing every problem.
+
+    `path` is the file the text was read from: `include` patterns and `event_file` names are
+    relative to it. Without it (a config from S3), `include` is an error.
+    """
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"invalid TOML: {exc}"]) from None
 
     problems: list[str] = []
-    for key in sorted(set(document) - TOP_LEVEL_KEYS):
-        problems.append(
-            f"unknown top-level key {key!r} (expected [[rule]] and [[destination]] tables)"
-        )
-    destinations = _destinations(document.get("destination", []), problems)
+    top = _File(source, document, path.parent if path is not None else None, top=True)
+    files = [top]
+    stack = [(path.resolve(), source)] if path is not None else []
+    _include(top, stack, {real for real, _ in stack}, files, problems)
+
+    for file in files:
+        allowed = TOP_LEVEL_KEYS if file.top else INCLUDED_FILE_KEYS
+        for key in sorted(set(file.document) - allowed):
+            hint = (
+                "expected [[rule]] and [[destination]] tables"
+                if file.top or key not in TOP_LEVEL_KEYS
+                else "only the top config file may set it"
+            )
+            problems.append(f"{file.prefix}unknown top-level key {key!r} ({hint})")
+
+    destinations: dict[str, Destination] = {}
+    seen_ids: set[str] = set()
+    for file in files:
+        _destinations(file, seen_ids, destinations, problems)
     # A rule naming a destination that exists but is invalid is reported once, at the table.
-    declared = (
-        {
-            table.get("id")
-            for table in document.get("destination", [])
-            if isinstance(table, dict) and isinstance(table.get("id"), str)
-        }
-        if isinstance(document.get("destination"), list)
-        else set()
-    )
-    rules = _rules(document.get("rule", []), declared, problems)
+    declared = {
+        table.get("id")
+        for file in files
+        if isinstance(file.document.get("destination"), list)
+        for table in file.document["destination"]
+        if isinstance(table, dict) and isinstance(table.get("id"), str)
+    }
+    defaults = _default_destinations(document.get("default_destinations"), declared, problems)
+    rules: list[Rule] = []
+    for file in files:
+        rules.extend(_rules(file, declared, defaults, len(rules), problems))
     dead_letter = _dead_letter(document.get("dead_letter"), destinations, declared, problems)
     if problems:
         raise ConfigError(source, problems)
     return Config(
-        rules=rules,
+        rules=tuple(rules),
         destinations=MappingProxyType(destinations),
         source=source,
         dead_letter=dead_letter,
+        default_destinations=defaults,
+        files=tuple(file.label for file in files),
     )
+
+
+def _include(
+    file: _File,
+    stack: list[tuple[Path, str]],
+    seen: set[Path],
+    files: list[_File],
+    problems: list[str],
+) -> None:
+    """Read the files `file` includes, and theirs, depth first, into `files`.
+
+    A file reached a second time by another route is read once (its rules are not doubled);
+    reached again from itself, it is an include cycle.
+    """
+    raw = file.document.get("include")
+    if raw is None:
+        return
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
+        problems.append(f"{file.prefix}'include' must be a list of file names or glob patterns")
+        return
+    if file.directory is None:
+        problems.append(
+            f"{file.prefix}include needs a config read from a file: patterns are relative "
+            "to the file that includes them"
+        )
+        return
+    for pattern in raw:
+        for target in _expand(pattern, file, problems):
+            real = target.resolve()
+            reals = [r for r, _ in stack]
+            if real in reals:
+                chain = [label for _, label in stack[reals.index(real) :]]
+                cycle = " -> ".join([*chain, str(target)])
+                problems.append(f"{file.prefix}include {pattern!r}: include cycle: {cycle}")
+                continue
+            if real in seen:
+                continue
+            seen.add(real)
+            child = _read_included(target, problems)
+            if child is None:
+                continue
+            files.append(child)
+            stack.append((real, child.label))
+            _include(child, stack, seen, files, problems)
+            stack.pop()
+
+
+def _expand(pattern: str, file: _File, problems: list[str]) -> list[Path]:
+    """The files a pattern names, relative to the including file, in a stable order.
+
+    Both a plain name that does not exist and a glob that matches no file are errors: a typo
+    in either would otherwise drop every rule it was meant to load, silently.
+    """
+    assert file.directory is not None
+    if glob.has_magic(pattern):
+        found = sorted(glob.glob(pattern, root_dir=file.directory, recursive=True))
+        paths = [Path(os.path.normpath(file.directory / name)) for name in found]
+        paths = [path for path in paths if path.is_file()]
+        if not paths:
+            problems.append(f"{file.prefix}include {pattern!r}: the pattern matches no file")
+        return paths
+    path = Path(os.path.normpath(file.directory / pattern))
+    if not path.is_file():
+        problems.append(f"{file.prefix}include {pattern!r}: no such file ({path})")
+        return []
+    return [path]
+
+
+def _read_included(path: Path, problems: list[str]) -> _File | None:
+    label = str(path)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{label}: invalid TOML: {exc}")
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{label}: cannot read the file: {exc}")
+        return None
+    return _File(label, document, path.parent, top=False)
+
+
+def _default_destinations(value: Any, declared: set[str], problems: list[str]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        problems.append("default_destinations: must be a list of destination ids")
+        return ()
+    for name in value:
+        if name not in declared:
+            problems.append(f"default_destinations: unknown destination {name!r}")
+    return tuple(dict.fromkeys(value))
 
 
 def _dead_letter(
@@ -127,23 +343,27 @@ def _dead_letter(
     return value
 
 
-def _tables(value: Any, name: str, problems: list[str]) -> list[Any]:
+def _tables(value: Any, name: str, problems: list[str], prefix: str = "") -> list[Any]:
     if isinstance(value, list):
         return value
-    problems.append(f"'{name}' must be written as [[{name}]] tables")
+    problems.append(f"{prefix}'{name}' must be written as [[{name}]] tables")
     return []
 
 
-def _destinations(raw: Any, problems: list[str]) -> dict[str, Destination]:
-    destinations: dict[str, Destination] = {}
-    # Every id seen so far, valid table or not: a duplicate is reported whatever the first is.
-    seen_ids: set[str] = set()
-    for index, table in enumerate(_tables(raw, "destination", problems)):
+def _destinations(
+    file: _File, seen_ids: set[str], destinations: dict[str, Destination], problems: list[str]
+) -> None:
+    """Add the file's valid destinations. `seen_ids` holds every id seen so far, in any file,
+    valid table or not: a duplicate is reported whatever the first is."""
+    raw = file.document.get("destination", [])
+    for index, table in enumerate(_tables(raw, "destination", problems, file.prefix)):
         if not isinstance(table, dict):
-            problems.append(f"destination #{index}: must be a table")
+            problems.append(f"{file.prefix}destination #{index}: must be a table")
             continue
         dest_id = table.get("id")
-        where = f"destination #{index}" + (f" {dest_id!r}" if isinstance(dest_id, str) else "")
+        where = f"{file.prefix}destination #{index}" + (
+            f" {dest_id!r}" if isinstance(dest_id, str) else ""
+        )
         if not isinstance(dest_id, str) or not dest_id:
             problems.append(f"{where}: 'id' must be set to a non-empty string")
             continue
@@ -172,17 +392,23 @@ def _destinations(raw: Any, problems: list[str]) -> dict[str, Destination]:
             continue
         if not unknown and dest_id not in destinations:
             destinations[dest_id] = destination
-    return destinations
 
 
-def _rules(raw: Any, destination_ids: set[str], problems: list[str]) -> tuple[Rule, ...]:
+def _rules(
+    file: _File,
+    destination_ids: set[str],
+    defaults: tuple[str, ...],
+    first_index: int,
+    problems: list[str],
+) -> list[Rule]:
     rules = []
-    for index, table in enumerate(_tables(raw, "rule", problems)):
+    raw = file.document.get("rule", [])
+    for position, table in enumerate(_tables(raw, "rule", problems, file.prefix)):
         if not isinstance(table, dict):
-            problems.append(f"rule #{index}: must be a table")
+            problems.append(f"{file.prefix}rule #{position}: must be a table")
             continue
         name = table.get("name")
-        where = f"rule #{index}" + (f" {name!r}" if isinstance(name, str) else "")
+        where = f"{file.prefix}rule #{position}" + (f" {name!r}" if isinstance(name, str) else "")
         found = len(problems)
         for key in sorted(set(table) - set(RULE_KEYS)):
             problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(RULE_KEYS)})")
@@ -195,26 +421,174 @@ def _rules(raw: Any, destination_ids: set[str], problems: list[str]) -> tuple[Ru
         if not isinstance(jq_match, str) or not jq_match.strip():
             problems.append(f"{where}: jq_match not defined (it must be a non-empty jq program)")
         else:
-            try:
-                jq.compile(jq_match)
-            except ValueError as exc:
-                detail = " ".join(str(exc).split())
-                problems.append(f"{where}: jq_match does not compile: {detail}")
-        names = table.get("destinations", [])
+            _check_compiles(jq_match, f"{where}: jq_match", problems)
+        default_routed = "destinations" not in table
+        names = table.get("destinations", list(defaults))
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             problems.append(f"{where}: 'destinations' must be a list of destination ids")
             names = []
-        for dest_name in names:
+        # Defaults are checked once, where they are set.
+        for dest_name in [] if default_routed else names:
             if dest_name not in destination_ids:
                 problems.append(f"{where}: unknown destination {dest_name!r}")
+        severity = table.get("severity", "medium")
+        if severity not in SEVERITIES:
+            problems.append(f"{where}: 'severity' must be one of {', '.join(SEVERITIES)}")
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            problems.append(f"{where}: 'enabled' must be true or false")
+        tags = table.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            problems.append(f"{where}: 'tags' must be a list of strings")
+            tags = []
+        runbook = table.get("runbook")
+        if runbook is not None and not isinstance(runbook, str):
+            problems.append(f"{where}: 'runbook' must be a string")
+        title = table.get("title")
+        if title is not None:
+            if not isinstance(title, str) or not title.strip():
+                problems.append(f"{where}: 'title' must be a jq expression (a non-empty string)")
+            else:
+                _check_compiles(title, f"{where}: title", problems)
+        suppressions = _suppressions(table.get("suppress"), where, problems)
+        tests = _tests(table.get("test"), where, file.directory, problems)
         if len(problems) == found:
             rules.append(
                 Rule(
-                    index=index,
+                    index=first_index + len(rules),
                     name=name,
                     jq_match=jq_match,
                     description=description,
                     destinations=tuple(dict.fromkeys(names)),
+                    severity=severity,
+                    enabled=enabled,
+                    tags=tuple(tags),
+                    runbook=runbook,
+                    title=title,
+                    suppressions=suppressions,
+                    tests=tests,
+                    origin=file.label,
+                    position=position,
+                    default_routed=default_routed,
                 )
             )
-    return tuple(rules)
+    return rules
+
+
+def _check_compiles(program: str, what: str, problems: list[str]) -> None:
+    try:
+        jq.compile(program)
+    except ValueError as exc:
+        detail = " ".join(str(exc).split())
+        problems.append(f"{what} does not compile: {detail}")
+
+
+def _suppressions(raw: Any, where: str, problems: list[str]) -> tuple[Suppression, ...]:
+    """`suppress = 'jq'`, `suppress = { match = 'jq', expires = 2027-01-31, reason = "..." }`,
+    or a list mixing both."""
+    if raw is None:
+        return ()
+    entries = raw if isinstance(raw, list) else [raw]
+    suppressions = []
+    for number, entry in enumerate(entries):
+        what = f"{where}: suppress" + (f" #{number}" if isinstance(raw, list) else "")
+        if isinstance(entry, str):
+            entry = {"match": entry}
+        if not isinstance(entry, dict):
+            problems.append(
+                f"{what}: must be a jq expression or a {{ match, expires, reason }} table"
+            )
+            continue
+        found = len(problems)
+        for key in sorted(set(entry) - SUPPRESS_KEYS):
+            problems.append(f"{what}: unknown key {key!r} (allowed: match, expires, reason)")
+        match = entry.get("match")
+        if not isinstance(match, str) or not match.strip():
+            problems.append(f"{what}: 'match' must be a jq expression (a non-empty string)")
+        else:
+            _check_compiles(match, what, problems)
+        expires = entry.get("expires")
+        if expires is not None:
+            if isinstance(expires, datetime) and expires.tzinfo is not None:
+                expires = expires.astimezone(UTC)
+            elif isinstance(expires, datetime) or not isinstance(expires, date):
+                problems.append(
+                    f"{what}: 'expires' must be a date (2027-01-31) or a date-time with an "
+                    "offset (2027-01-31T18:00:00Z)"
+                )
+        reason = entry.get("reason", "")
+        if not isinstance(reason, str):
+            problems.append(f"{what}: 'reason' must be a string")
+        if len(problems) == found:
+            suppressions.append(Suppression(match=match, expires=expires, reason=reason))
+    return tuple(suppressions)
+
+
+def _tests(
+    raw: Any, where: str, directory: Path | None, problems: list[str]
+) -> tuple[RuleTest, ...]:
+    if raw is None:
+        return ()
+    tests = []
+    names: set[str] = set()
+    for number, table in enumerate(_tables(raw, "rule.test", problems, f"{where}: ")):
+        if not isinstance(table, dict):
+            problems.append(f"{where}: test #{number}: must be a table")
+            continue
+        name = table.get("name")
+        what = f"{where}: test #{number}" + (f" {name!r}" if isinstance(name, str) else "")
+        found = len(problems)
+        for key in sorted(set(table) - TEST_KEYS):
+            problems.append(f"{what}: unknown key {key!r} (allowed: {', '.join(TEST_KEYS)})")
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"{what}: 'name' must be set to a non-empty string")
+        elif name in names:
+            problems.append(f"{what}: another test of the rule has the same name")
+        else:
+            names.add(name)
+        event, event_file = table.get("event"), table.get("event_file")
+        if (event is None) == (event_file is None):
+            problems.append(f"{what}: give exactly one of 'event' (a table) and 'event_file'")
+        elif event is not None and not isinstance(event, dict):
+            problems.append(f"{what}: 'event' must be a table (the CloudTrail record)")
+        elif event is not None and (detail := _not_json(event)) is not None:
+            problems.append(f"{what}: 'event' {detail}")
+        elif event_file is not None and (not isinstance(event_file, str) or not event_file):
+            problems.append(f"{what}: 'event_file' must be a file name")
+        expect = table.get("expect")
+        if not isinstance(expect, bool):
+            problems.append(f"{what}: 'expect' must be true or false")
+        match, title = table.get("match", NOT_GIVEN), table.get("title")
+        if (match is not NOT_GIVEN or title is not None) and expect is False:
+            problems.append(f"{what}: 'match' and 'title' can only be checked with expect = true")
+        if match is not NOT_GIVEN and (detail := _not_json(match)) is not None:
+            problems.append(f"{what}: 'match' {detail}")
+        if title is not None and not isinstance(title, str):
+            problems.append(f"{what}: 'title' must be a string")
+        if len(problems) == found:
+            path = None
+            if event_file is not None:
+                # Relative to the rule's file, wherever the command runs from.
+                path = Path(event_file) if directory is None else directory / event_file
+            tests.append(
+                RuleTest(
+                    name=name,
+                    expect=expect,
+                    event=MappingProxyType(event) if event is not None else None,
+                    event_file=path,
+                    match=match,
+                    title=title,
+                )
+            )
+    return tuple(tests)
+
+
+def _not_json(value: Any) -> str | None:
+    """Why a TOML value has no JSON equivalent (a date or time), or None when it has one."""
+    if isinstance(value, dict):
+        return next((d for v in value.values() if (d := _not_json(v)) is not None), None)
+    if isinstance(value, list):
+        return next((d for v in value if (d := _not_json(v)) is not None), None)
+    if isinstance(value, date | time):
+        return f"holds a TOML date or time ({value}), which JSON has not: quote it"
+    return None

@@ -17,7 +17,7 @@ from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
 from tattletail.config import Config
 from tattletail.objects import ObjectError, ObjectRef, SkippedObject, fetch, skip_reason
-from tattletail.rules import Evaluation, RuleSource
+from tattletail.rules import Evaluation, Match, RuleSource
 from tattletail.settings import Settings
 from tattletail.summary import RunSummary
 from tattletail.workers import WorkerCrashed, WorkerPool
@@ -38,7 +38,17 @@ def _lag_seconds(event_time: str | None) -> float | None:
 
 
 def rule_sources(config: Config) -> list[RuleSource]:
-    return [RuleSource(rule.name, rule.jq_match) for rule in config.rules]
+    """Every rule, disabled ones included, so that a match's rule_index is its config index."""
+    return [
+        RuleSource(
+            rule.name,
+            rule.jq_match,
+            enabled=rule.enabled,
+            title=rule.title,
+            suppressions=rule.suppressions,
+        )
+        for rule in config.rules
+    ]
 
 
 class Pipeline:
@@ -88,6 +98,9 @@ class Pipeline:
             if lag is not None:
                 summary.file_lag_seconds = max(lag, summary.file_lag_seconds or lag)
             self._log_rule_errors(evaluation, summary)
+            for rule_index, count in evaluation.suppressed_counts.items():
+                summary.suppressed += count
+                summary.suppressed_by_rule[self.config.rules[rule_index].name] += count
             alerts = [self._alert(match.rule_index, match, ref) for match in evaluation.matches]
             summary.matches += len(alerts)
             for alert in alerts:
@@ -112,15 +125,19 @@ class Pipeline:
             raise SkippedObject("empty", f"{ref.uri}: zero-byte object, skipped")
         return await self.pool.evaluate(payload, max_bytes)
 
-    def _alert(self, rule_index: int, match: object, ref: ObjectRef) -> Alert:
+    def _alert(self, rule_index: int, match: Match, ref: ObjectRef) -> Alert:
         rule = self.config.rules[rule_index]
         return Alert(
             rule_name=rule.name,
             description=rule.description,
-            record=match.record,  # type: ignore[attr-defined]
-            match=match.annotation,  # type: ignore[attr-defined]
+            record=match.record,
+            match=match.annotation,
             source=ref.uri,
             destinations=rule.destinations,
+            severity=rule.severity,
+            title=match.title,
+            tags=rule.tags,
+            runbook=rule.runbook,
         )
 
     def _log_rule_errors(self, evaluation: Evaluation, summary: RunSummary) -> None:

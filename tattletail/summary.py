@@ -14,6 +14,8 @@ class RunSummary:
     objects_skipped: int = 0
     records: int = 0
     matches: int = 0
+    # Matches not alerted because a rule's `suppress` held them back (not in `matches`).
+    suppressed: int = 0
     alerts_sent: int = 0
     alerts_failed: int = 0
     alerts_retried: int = 0
@@ -28,6 +30,7 @@ class RunSummary:
     failures_by_reason: Counter[str] = field(default_factory=Counter)
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
     matches_by_rule: Counter[str] = field(default_factory=Counter)
+    suppressed_by_rule: Counter[str] = field(default_factory=Counter)
     rule_errors_by_rule: Counter[str] = field(default_factory=Counter)
     sent_by_destination: Counter[str] = field(default_factory=Counter)
     failed_by_destination: Counter[str] = field(default_factory=Counter)
@@ -45,6 +48,7 @@ class RunSummary:
             "objects_skipped": self.objects_skipped,
             "records": self.records,
             "matches": self.matches,
+            "suppressed": self.suppressed,
             "alerts_sent": self.alerts_sent,
             "alerts_failed": self.alerts_failed,
             "alerts_retried": self.alerts_retried,
@@ -58,6 +62,7 @@ class RunSummary:
             "failures_by_reason": dict(self.failures_by_reason),
             "skipped_by_reason": dict(self.skipped_by_reason),
             "matches_by_rule": dict(self.matches_by_rule),
+            "suppressed_by_rule": dict(self.suppressed_by_rule),
             "rule_errors_by_rule": dict(self.rule_errors_by_rule),
             "sent_by_destination": dict(self.sent_by_destination),
             "failed_by_destination": dict(self.failed_by_destination),

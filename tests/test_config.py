@@ -171,8 +171,8 @@ def test_jq_syntax_error_carries_libjq_message_on_one_line() -> None:
 
 DESTINATION_CHECKS = [
     pytest.param(
-        ('type = "sns"', 'type = "pagerduty"'),
-        "invalid destination type 'pagerduty'",
+        ('type = "sns"', 'type = "carrier_pigeon"'),
+        "invalid destination type 'carrier_pigeon'",
         id="unknown-type",
     ),
     pytest.param(
@@ -319,7 +319,7 @@ sns_arn = "arn:aws:sns:us-east-1:1:t"
 
 [[destination]]
 id = "Pager"
-type = "pagerduty"
+type = "carrier_pigeon"
 
 [[destination]]
 id = "Mail"
@@ -335,7 +335,7 @@ BROKEN_EXPECTED = [
     ("rule #3", "'name' must be set"),
     ("destination #0 'SNS'", "beginning with `arn:`"),
     ("destination #1 'SNS'", "duplicate destinations with same id 'SNS'"),
-    ("destination #2 'Pager'", "invalid destination type 'pagerduty'"),
+    ("destination #2 'Pager'", "invalid destination type 'carrier_pigeon'"),
     ("destination #3 'Mail'", "unknown key 'sns_topic'"),
     ("destination #3 'Mail'", "to_emails must be set"),
     ("destination #3 'Mail'", "from_email must be set"),
