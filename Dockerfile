@@ -16,11 +16,15 @@ FROM ${BASE_IMAGE}
 COPY --from=build /opt/tattletail ${LAMBDA_TASK_ROOT}
 # The glob copies tattletail.toml only when it exists (pyproject.toml keeps the COPY non-empty).
 COPY pyproject.toml tattletail.tom[l] /tmp/bundle/
+# The shipped rule pack, so a bundled config can `include = ["rules/*.toml"]`.
+COPY config/rules ${LAMBDA_TASK_ROOT}/rules
 WORKDIR ${LAMBDA_TASK_ROOT}
-# Smoke step: a broken bundled config fails the build, not the first invocation.
+# Smoke step: a broken bundled config (or a failing inline rule test) fails the build, and the
+# handler's import-time cold start compiles every rule once more.
 RUN if [ -f /tmp/bundle/tattletail.toml ]; then \
         cp /tmp/bundle/tattletail.toml ./tattletail.toml \
-        && python -m tattletail validate --config tattletail.toml; \
+        && python -m tattletail validate --config tattletail.toml \
+        && TATTLETAIL_EAGER_INIT=1 TATTLETAIL_WORKERS=1 python -c "import tattletail.lambda_handler"; \
     fi \
     && rm -rf /tmp/bundle \
     && python -c "import tattletail.lambda_handler"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -97,10 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(
             _scan(settings, args.config, args.paths, args.dry_run, args.summary, show_progress)
         )
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         return _fail(str(exc))
-    except UsageError as exc:
-        return _fail(str(exc))
+    except BrokenPipeError:
+        # `tattletail scan ... | head`: the reader left; stop quietly, as Unix tools do.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter closes it at exit
+        return EXIT_PARTIAL
 
 
 def _fail(message: str) -> int:
