@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,17 @@ async def _refresh_config(service: Service, summary: RunSummary) -> None:
         logs.log(logging.INFO, "config_reloaded", rules=len(changed.rules), etag=_watcher.etag)
 
 
+def _deadline(context: Any) -> float | None:
+    """The invocation's end as a time.monotonic() value, from Lambda's context (None without)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    try:
+        return time.monotonic() + float(remaining()) / 1000
+    except (TypeError, ValueError):
+        return None
+
+
 async def handle(event: Any, context: Any) -> dict[str, Any]:
     service = await _get_service()
     request_id = getattr(context, "aws_request_id", "") or ""
@@ -113,8 +125,13 @@ async def handle(event: Any, context: Any) -> dict[str, Any]:
                 logs.log(
                     logging.INFO, "notification_ignored", envelope=envelope.kind, reason=reason
                 )
-            failed = await service.run(envelope.refs, summary)
-            logs.log(logging.INFO, "invocation_summary", envelope=envelope.kind, **summary.fields())
+            try:
+                failed = await service.run(envelope.refs, summary, deadline=_deadline(context))
+            finally:
+                # Logged however the run ended (DeliveryIncomplete included).
+                logs.log(
+                    logging.INFO, "invocation_summary", envelope=envelope.kind, **summary.fields()
+                )
         finally:
             if service.settings.emit_metrics:
                 metrics.emit(summary, function_name)

@@ -159,7 +159,13 @@ class Evaluation:
 
 
 class _Program:
-    """One jq program, compiled for libjq and, where its shape allows, for the native fast path."""
+    """One jq program, compiled for libjq and, where its shape allows, for the native fast path.
+
+    When the fast path proves which record paths decide the program's first output (`reads`),
+    the outcome is memoised on the values at those paths: real logs repeat the same few hundred
+    eventNames, so a rule like `select(.eventName | test("^(List|Get)") | not)` is decided once
+    per distinct eventName instead of once per record.
+    """
 
     def __init__(self, source: str, indexed: tuple[str, ...] | None = None) -> None:
         self.program = jq.compile(source)
@@ -171,6 +177,12 @@ class _Program:
         )
         self._other_required = tuple(required.items())
         self._native = native if native is not None and native.evaluable else None
+        reads = getattr(self._native, "reads", None)
+        self._memo_paths: tuple[tuple[str, ...], ...] | None = (
+            tuple(reads) if reads is not None else None
+        )
+        self._identity_output = bool(getattr(self._native, "identity_output", False))
+        self._memo: dict[tuple[Any, ...], Any] = {}
 
     def first_output(self, record: dict[str, Any], record_text: _LazyText) -> Any:
         for path, allowed in self._other_required:
@@ -180,12 +192,65 @@ class _Program:
             if not isinstance(value, str) or value not in allowed:
                 # Provably no output and no error: the prefilter's contract.
                 return NO_OUTPUT
+        if self._memo_paths is None:
+            return self._evaluate(record, record_text)
+        key = _memo_key(record, self._memo_paths)
+        if key is None:
+            return self._evaluate(record, record_text)
+        known = self._memo.get(key, _UNKNOWN)
+        if known is _UNKNOWN:
+            try:
+                output = self._evaluate(record, record_text)
+            except RuleRuntimeError as exc:
+                # Keep the message only: the exception's traceback holds libjq's iterator.
+                known = _Error(str(exc))
+            else:
+                known = _IDENTITY if self._identity_output and output is record else output
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = known
+        if known is _IDENTITY:
+            return record
+        if isinstance(known, _Error):
+            raise RuleRuntimeError(known.message)
+        return known
+
+    def _evaluate(self, record: dict[str, Any], record_text: _LazyText) -> Any:
         if self._native is not None:
             try:
                 return self._native.first_output(record)
             except Fallback:
                 pass
         return libjq_first_output(self.program, record_text.get())
+
+
+_UNKNOWN = object()
+_IDENTITY = object()
+
+
+@dataclass(frozen=True)
+class _Error:
+    message: str
+
+# Distinct outcomes kept per program; a flood of unique values just restarts the memo.
+_MEMO_LIMIT = 4096
+
+
+def _memo_key(record: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> tuple[Any, ...] | None:
+    """The values at `paths`, tagged with their JSON type (True and 1 are equal in Python, not in
+    jq), or None when a value is not a scalar or a path crosses a non-object."""
+    key: list[Any] = []
+    for path in paths:
+        value: Any = record
+        for name in path:
+            if isinstance(value, dict):
+                value = value.get(name)
+            elif value is not None:
+                return None
+        if value is not None and not isinstance(value, str | int | float | bool):
+            return None
+        key.append((value.__class__, value))
+    return tuple(key)
 
 
 class CompiledRule:
