@@ -131,6 +131,24 @@ class Dispatcher:
             return float("inf")
         return self._deadline - time.monotonic()
 
+    async def _acquire(self, bucket: TokenBucket) -> None:
+        """Wait for the destination's next send slot, but not past the deadline: a long queue
+        behind a slow rate (Slack's one a second) or a 429's pause would otherwise run until
+        Lambda kills the invocation, and every alert still waiting would be lost instead of
+        dead-lettered."""
+        limit = self._remaining() - DEADLINE_RESERVE
+        if limit == float("inf"):
+            await bucket.acquire()
+            return
+        try:
+            # Already inside the reserve (a short Lambda timeout): a slot free right now is
+            # still taken (acquire completes in its first step), none is waited for.
+            await asyncio.wait_for(bucket.acquire(), max(limit, 0.001))
+        except TimeoutError:
+            raise DeliveryError(
+                "rate limit: no send slot before the invocation's deadline"
+            ) from None
+
     async def _send(self, destination: Destination, alert: Alert) -> None:
         alert_id = alert.alert_id(destination.id)
         if self._dedupe is not None and alert.flood_summary is None and not destination.archive:
@@ -188,7 +206,7 @@ class Dispatcher:
             try:
                 async with self._semaphores[destination.id]:
                     if bucket is not None:
-                        await bucket.acquire()
+                        await self._acquire(bucket)
                     await asyncio.wait_for(
                         destination.send(alert, self._context), policy.send_timeout
                     )

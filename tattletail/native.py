@@ -123,10 +123,21 @@ class NativeProgram:
     required: Mapping[tuple[str, ...], frozenset[str]] | None
     evaluable: bool
     _run: _Fn = field(repr=False, compare=False)
+    reads: tuple[tuple[str, ...], ...] | None = None
+    identity_output: bool = False
+    _key: Callable[[Any], tuple[Any, ...] | None] = field(
+        default=lambda record: None, repr=False, compare=False
+    )
 
     def first_output(self, record: Any) -> Any:
         """First output of the program on ``record``, or ``NO_OUTPUT``; raises ``Fallback``."""
         return self._run(record)
+
+    def memo_key(self, record: Any) -> tuple[Any, ...] | None:
+        """A hashable key such that records with equal keys have the same first output (or the
+        same error) -- each record itself when ``identity_output``; None when ``reads`` is None
+        or a value read is an array or object (not worth keying).  See "Memoisation"."""
+        return self._key(record)
 
 
 def compile_native(source: str) -> NativeProgram | None:
@@ -141,7 +152,19 @@ def compile_native(source: str) -> NativeProgram | None:
         if required is None:
             return None
         return NativeProgram(source, required, evaluable=False, _run=_always_fallback)
-    return NativeProgram(source, required, evaluable=True, _run=run)
+    reads_and_identity = _reads(ast)
+    if reads_and_identity is None:
+        return NativeProgram(source, required, evaluable=True, _run=run)
+    reads, identity_output = reads_and_identity
+    return NativeProgram(
+        source,
+        required,
+        evaluable=True,
+        _run=run,
+        reads=reads,
+        identity_output=identity_output,
+        _key=_memo_key_function(reads),
+    )
 
 
 def required_values(source: str) -> Mapping[tuple[str, ...], frozenset[str]] | None:
@@ -255,6 +278,46 @@ class _Try(_Node):
     body: _Node
 
 
+class _Cell:
+    """Where a variable's current value lives while its binding's body runs."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Var(_Node):
+    """``$name``, resolved at parse time to the cell of the binding in scope."""
+
+    name: str
+    cell: _Cell
+
+
+@dataclass(frozen=True, slots=True)
+class _Bind(_Node):
+    """``source as $name | body``: body runs on the same input once per output of source."""
+
+    source: _Node
+    cell: _Cell
+    body: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Collect(_Node):
+    """``[body]`` (every output of body, in order), or ``[]`` when body is None."""
+
+    body: _Node | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Object(_Node):
+    """``{k1: v1, ...}`` with literal keys."""
+
+    entries: tuple[tuple[str, _Node], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class _Opaque(_Node):
     """Parsed only far enough to know where it ends; never evaluated natively."""
@@ -312,6 +375,8 @@ _REJECTED_KEYWORDS: Final = frozenset(
         "__loc__",
     ]
 )
+# Keywords jq accepts as object keys (`{if: 1}`, `{end}`).
+_KEYWORD_KEYS: Final = _KEYWORDS - {"__loc__"}
 _OPERATORS: Final = (
     "?//",
     "//=",
@@ -349,21 +414,41 @@ _STRING_ESCAPES: Final = {
 
 
 def _parse(source: str) -> _Node | None:
-    try:
-        parser = _Parser(source, 0)
-        node = parser.parse_pipe()
-        if parser.peek().kind != "eof":
-            return None
-    except (_Unsupported, RecursionError):
-        return None
-    return node
+    """The program's AST; None if even its leading pipe stages are outside the grammar subset.
+
+    When the whole program does not parse, its leading ``|`` stages may still: the first stage
+    that does not parse stands, with everything after it, as one ``_Opaque`` -- at the top level
+    the right operand of ``|`` (and the body of ``Term as $x |``) runs to the end of the text, so
+    whatever it holds cannot change what the stages before it mean.  That is enough for the
+    prefilter of ``select(...) | <anything>``.  The source must be a valid jq program (the engine
+    compiles it with libjq first).
+    """
+    for lenient in (False, True):
+        try:
+            parser = _Parser(source, 0)
+            node = parser.parse_lenient_pipe() if lenient else parser.parse_pipe()
+            if parser.peek().kind == "eof":
+                return node
+        except (_Unsupported, RecursionError):
+            pass
+    return None
 
 
 class _Parser:
-    def __init__(self, src: str, pos: int) -> None:
+    def __init__(self, src: str, pos: int, scope: Mapping[str, _Cell] | None = None) -> None:
         self.src = src
         self.pos = pos
         self._peeked: _Tok | None = None
+        self.scope: Mapping[str, _Cell] = scope or {}
+        # The first token of the innermost expression being parsed: `Term as $x | ...` is only
+        # accepted where the term starts it (jq 1.8 binds e.g. `1 + 2 as $x` as `(1 + 2) as $x`).
+        self._exp_first: _Tok | None = None
+
+    def mark(self) -> tuple[int, _Tok | None, Mapping[str, _Cell], _Tok | None]:
+        return self.pos, self._peeked, self.scope, self._exp_first
+
+    def reset(self, mark: tuple[int, _Tok | None, Mapping[str, _Cell], _Tok | None]) -> None:
+        self.pos, self._peeked, self.scope, self._exp_first = mark
 
     # -- tokens
 
@@ -472,7 +557,7 @@ class _Parser:
                 continue
             d = src[i + 1 : i + 2]
             if d == "(":
-                sub = _Parser(src, i + 2)
+                sub = _Parser(src, i + 2, self.scope)
                 expr = sub.parse_pipe()
                 close = sub.next()
                 if close.kind != "op" or close.value != ")":
@@ -515,13 +600,66 @@ class _Parser:
     # -- grammar, lowest precedence first
 
     def parse_pipe(self) -> _Node:
-        tok = self.peek()
-        if tok.kind == "kw" and tok.value in _REJECTED_KEYWORDS:
-            raise _Unsupported(tok.value)
-        left = self.parse_comma()
+        outer = self._exp_first
+        self._exp_first = tok = self.peek()
+        try:
+            if tok.kind == "kw" and tok.value in _REJECTED_KEYWORDS:
+                raise _Unsupported(tok.value)
+            left = self.parse_comma()
+            if self.accept_op("|"):
+                return _Pipe(left, self.parse_pipe())
+            return left
+        finally:
+            self._exp_first = outer
+
+    def parse_lenient_pipe(self) -> _Node:
+        """The top-level pipe, where the first stage that does not parse ends the parse."""
+        mark = self.mark()
+        self._exp_first = tok = self.peek()
+        try:
+            if tok.kind == "kw" and tok.value in _REJECTED_KEYWORDS:
+                raise _Unsupported(tok.value)
+            stage = self.parse_comma()
+        except (_Unsupported, RecursionError):
+            self.reset(mark)
+            return self._lenient_binding() or self._rest()
         if self.accept_op("|"):
-            return _Pipe(left, self.parse_pipe())
-        return left
+            return _Pipe(stage, self.parse_lenient_pipe())
+        return stage
+
+    def _lenient_binding(self) -> _Node | None:
+        """``Term as $x | rest`` at the top level, with a lenient ``rest``."""
+        mark = self.mark()
+        try:
+            self._exp_first = self.peek()
+            source = self.parse_postfix(bind=False)
+            head = self._binding_head()
+        except (_Unsupported, RecursionError):
+            self.reset(mark)
+            return None
+        if head is None:
+            self.reset(mark)
+            return None
+        name, cell = head
+        self.scope = {**self.scope, name: cell}
+        return _Bind(source, cell, self.parse_lenient_pipe())
+
+    def _rest(self) -> _Node:
+        self.pos, self._peeked = len(self.src), None
+        return _Opaque("rest of the program")
+
+    def _binding_head(self) -> tuple[str, _Cell] | None:
+        """After a term: ``as $name |`` consumed and a fresh cell, or None if no ``as`` follows."""
+        tok = self.peek()
+        if tok.kind != "kw" or tok.value != "as":
+            return None
+        self.next()
+        var = self.next()
+        if var.kind != "var" or var.value == "$__loc__":
+            raise _Unsupported("destructuring")
+        if not self.accept_op("|"):
+            raise _Unsupported("destructuring alternatives")
+        return var.value[1:], _Cell()
 
     def parse_comma(self) -> _Node:
         left = self.parse_alt()
@@ -578,7 +716,8 @@ class _Parser:
             left = _Opaque("arithmetic")
         return left
 
-    def parse_postfix(self) -> _Node:
+    def parse_postfix(self, bind: bool = True) -> _Node:
+        first = self.peek()
         node = self.parse_primary()
         while True:
             tok = self.peek()
@@ -604,9 +743,22 @@ class _Parser:
                 node = _Try(node)
             else:
                 break
+        if not bind:
+            return node
         tok = self.peek()
         if tok.kind == "kw" and tok.value == "as":
-            raise _Unsupported("as")
+            if first is not self._exp_first:
+                raise _Unsupported("`as` after an operator")
+            head = self._binding_head()
+            assert head is not None
+            name, cell = head
+            outer = self.scope
+            self.scope = {**outer, name: cell}
+            try:
+                body = self.parse_pipe()
+            finally:
+                self.scope = outer
+            return _Bind(node, cell, body)
         return node
 
     def _string_index(self, target: _Node, parts: tuple[str | _Node, ...]) -> _Node:
@@ -618,6 +770,22 @@ class _Parser:
     def _bracket_suffix(self, target: _Node) -> _Node:
         if self.accept_op("]"):
             return _Iterate(target, self.accept_op("?"))
+        if self.at_op("-"):
+            # `.[-N]`, the one place a negative number is common; anything else with `-` is not.
+            mark = self.mark()
+            self.next()
+            num = self.next()
+            digits = num.value
+            if (
+                num.kind == "num"
+                and digits.isdigit()
+                and (digits == "0" or digits[0] != "0")
+                and self.accept_op("]")
+            ):
+                index = -int(num.value)
+                if index > -(2**31):
+                    return _Index(target, index, self.accept_op("?"))
+            self.reset(mark)
         if self.accept_op(":"):
             self.parse_pipe()
             self.expect_op("]")
@@ -659,11 +827,17 @@ class _Parser:
                 self.expect_op(")")
                 return node
             if value == "[":
-                if not self.accept_op("]"):
-                    self.parse_pipe()
-                    self.expect_op("]")
-                return _Opaque("array construction")
+                if self.accept_op("]"):
+                    return _Collect(None)
+                body = self.parse_pipe()
+                self.expect_op("]")
+                return _Collect(body)
             if value == "{":
+                mark = self.mark()
+                try:
+                    return self._object()
+                except _Unsupported:
+                    self.reset(mark)
                 self._skip_balanced()
                 return _Opaque("object construction")
             raise _Unsupported(f"unexpected {value!r}")
@@ -676,7 +850,8 @@ class _Parser:
                 return _Const(int(value))
             return _Opaque("number literal")
         if kind == "var":
-            return _Opaque(value)
+            cell = self.scope.get(value[1:])
+            return _Opaque(value) if cell is None else _Var(value[1:], cell)
         if kind == "format":
             if self.peek().kind == "str":
                 self.next()
@@ -724,6 +899,38 @@ class _Parser:
         for cond, then in reversed(branches):
             otherwise = _If(cond, then, otherwise)
         return otherwise
+
+    def _object(self) -> _Node:
+        """``{...}`` after its ``{``: literal keys (``k: v``, ``"k": v``, ``k``, ``"k"``, ``$v``),
+        each value a term or ``term | term ...``.  Anything else raises _Unsupported."""
+        entries: list[tuple[str, _Node]] = []
+        while not self.accept_op("}"):
+            tok = self.next()
+            if tok.kind == "var":
+                cell = self.scope.get(tok.value[1:])
+                if cell is None or self.at_op(":"):
+                    raise _Unsupported("object key from a variable")
+                entries.append((tok.value[1:], _Var(tok.value[1:], cell)))
+            else:
+                if tok.kind == "str" and all(isinstance(p, str) for p in tok.value):
+                    key = "".join(tok.value)
+                elif (tok.kind == "ident" and "::" not in tok.value) or (
+                    tok.kind == "kw" and tok.value in _KEYWORD_KEYS
+                ):
+                    key = tok.value
+                else:
+                    raise _Unsupported("object key")
+                if self.accept_op(":"):
+                    value = self.parse_postfix(bind=False)
+                    while self.accept_op("|"):
+                        value = _Pipe(value, self.parse_postfix(bind=False))
+                else:
+                    value = _Index(_Identity(), key, False)
+                entries.append((key, value))
+            if not self.accept_op(","):
+                self.expect_op("}")
+                break
+        return _Object(tuple(entries))
 
     def _skip_balanced(self) -> None:
         depth = 1
@@ -1122,7 +1329,7 @@ def _plain_output(node: _Node, input_is_record: bool) -> bool:
             return _plain_output(right, input_is_record and _preserves_input(left))
         case _Alt(a, b) | _Comma(a, b) | _If(_, a, b):
             return _plain_output(a, input_is_record) and _plain_output(b, input_is_record)
-        case _Try(body):
+        case _Try(body) | _Bind(_, _, body):
             return _plain_output(body, input_is_record)
         case _Const(value):
             return value is None or value.__class__ in (str, bool)
@@ -1152,6 +1359,9 @@ _PLAIN_BUILTINS: Final = frozenset(
         "any",
         "all",
         "isempty",
+        "split",
+        "join",
+        "tojson",
     ]
 )
 
@@ -1165,7 +1375,7 @@ def _preserves_input(node: _Node) -> bool:
             return name in _TYPE_SELECTORS
         case _Pipe(a, b) | _If(_, a, b):
             return _preserves_input(a) and _preserves_input(b)
-        case _Try(body):
+        case _Try(body) | _Bind(_, _, body):
             return _preserves_input(body)
     return False
 
@@ -1223,7 +1433,91 @@ def _compile(node: _Node) -> _Code:
             if builtin is None:
                 raise _Unsupported(f"{name}/{len(args)}")
             return builtin(*args)
+        case _Var(_, cell):
+            return _Code(_ONE, lambda x: cell.value)
+        case _Bind(source, cell, body):
+            return _compile_bind(_compile(source), cell, _compile(body))
+        case _Collect(None):
+            return _Code(_ONE, lambda x: [])
+        case _Collect(body):
+            return _compile_collect(_compile(body))
+        case _Object(entries):
+            return _compile_object(entries)
     raise _Unsupported(type(node).__name__)
+
+
+def _compile_bind(source: _Code, cell: _Cell, body: _Code) -> _Code:
+    """`source as $x | body`: body on the same input, once per output of source.
+
+    The variable lives in its binding's cell.  A binding is never active twice at once (there is
+    no recursion in the subset), but a lazy body is re-pointed at its own value before every
+    resumption anyway, so no interleaving of generators could make it read another's.
+    """
+    sf, bf = source.fn, body.fn
+    if body.kind != _MANY:
+        if source.kind == _ONE:
+
+            def one(x: Any) -> Any:
+                cell.value = sf(x)
+                return bf(x)
+
+            return _Code(body.kind, one, is_bool=body.is_bool)
+        if source.kind == _OPT:
+
+            def opt(x: Any) -> Any:
+                v = sf(x)
+                if v is NO_OUTPUT:
+                    return NO_OUTPUT
+                cell.value = v
+                return bf(x)
+
+            return _Code(_OPT, opt)
+    s_iter, b_iter = _iterable(source), _iterable(body)
+
+    def many(x: Any) -> Iterator[Any]:
+        for v in s_iter(x):
+            cell.value = v
+            outputs = iter(b_iter(x))
+            while True:
+                cell.value = v
+                try:
+                    out = next(outputs)
+                except StopIteration:
+                    break
+                yield out
+
+    return _Code(_MANY, many)
+
+
+def _compile_collect(body: _Code) -> _Code:
+    """`[f]`: all of f's outputs; an error anywhere in f is the error of the whole."""
+    if body.kind == _ONE:
+        f = body.fn
+        return _Code(_ONE, lambda x: [f(x)])
+    b_iter = _iterable(body)
+    return _Code(_ONE, lambda x: list(b_iter(x)))
+
+
+def _compile_object(entries: tuple[tuple[str, _Node], ...]) -> _Code:
+    """`{k: v, ...}`, values evaluated in order.  A value with several outputs would make a
+    cartesian product of objects; that is left to libjq."""
+    pairs = [(key, _compile(value)) for key, value in entries]
+    if any(code.kind == _MANY for _, code in pairs):
+        raise _Unsupported("object value with several outputs")
+    fns = tuple((key, code.fn) for key, code in pairs)
+    if all(code.kind == _ONE for _, code in pairs):
+        return _Code(_ONE, lambda x: {key: f(x) for key, f in fns})
+
+    def opt(x: Any) -> Any:
+        out = {}
+        for key, f in fns:
+            v = f(x)
+            if v is NO_OUTPUT:
+                return NO_OUTPUT
+            out[key] = v
+        return out
+
+    return _Code(_OPT, opt)
 
 
 def _static_path(node: _Node) -> tuple[str, ...] | None:
@@ -1883,6 +2177,102 @@ def _b_in(*args: _Node) -> _Code:
     return _Code(_ONE, in_generic, is_bool=True)
 
 
+def _b_split(arg: _Node) -> _Code:
+    """jq 1.8's split/1 (C, not the regex split/2): "" splits into nothing."""
+    sep = _literal_str(arg)
+    if sep == "":
+        return _string_op(list, False)
+    return _string_op(lambda s: s.split(sep) if s else [], False)
+
+
+def _join_part(v: Any) -> str:
+    t = v.__class__
+    if t is str:
+        return v
+    if v is None:
+        return ""
+    if t is bool or t is int:
+        return _format(v)  # Fallback beyond 2**53
+    if t is list or t is dict:
+        raise _JqRuntimeError  # "string and array cannot be added"
+    raise Fallback  # floats: jq prints the literal it read
+
+
+def _b_join(arg: _Node) -> _Code:
+    """jq 1.8: reduce .[] as $i (null; (if .==null then "" else .+$x end) + ($i | if type ==
+    "boolean" or type == "number" then tostring else .//"" end)) // "" -- on arrays here."""
+    sep = _literal_str(arg)
+
+    def join(x: Any) -> str:
+        if x.__class__ is list:
+            return sep.join([_join_part(v) for v in x])
+        if x.__class__ is dict:
+            raise Fallback
+        raise _JqRuntimeError  # cannot iterate over it
+
+    return _Code(_ONE, join)
+
+
+def _b_first() -> _Code:
+    return _index_step(0, False)
+
+
+def _b_last() -> _Code:
+    return _index_step(-1, False)
+
+
+def _b_first_of(gen: _Node) -> _Code:
+    """first(f): f's first output, or none."""
+    code = _compile(gen)
+    if code.kind != _MANY:
+        return code
+    g_iter = code.fn
+    return _Code(_OPT, lambda x: next(iter(g_iter(x)), NO_OUTPUT))
+
+
+def _b_last_of(gen: _Node) -> _Code:
+    """last(f): f's last output, or none (jq 1.8; not the null of the old `reduce` definition).
+    An error anywhere in f is an error."""
+    g_iter = _iterable(_compile(gen))
+
+    def last(x: Any) -> Any:
+        out = NO_OUTPUT
+        for v in g_iter(x):
+            out = v
+        return out
+
+    return _Code(_OPT, last)
+
+
+def _b_map(f: _Node) -> _Code:
+    """map(f) = [.[] | f]."""
+    return _compile_collect(_pipe(_EACH, _compile(f)))
+
+
+_JSON_ESCAPES: Final = {
+    **{c: f"\\u{c:04x}" for c in range(0x20)},
+    0x7F: "\\u007f",
+    ord('"'): '\\"',
+    ord("\\"): "\\\\",
+    ord("\b"): "\\b",
+    ord("\t"): "\\t",
+    ord("\n"): "\\n",
+    ord("\f"): "\\f",
+    ord("\r"): "\\r",
+}
+
+
+def _tojson(v: Any) -> str:
+    """jq's text for a scalar; containers and numbers it may print differently fall back."""
+    if v.__class__ is str:
+        return '"' + v.translate(_JSON_ESCAPES) + '"'
+    return _format(v)  # null, booleans and exact integers print as tostring does
+
+
+def _b_tojson() -> _Code:
+    return _Code(_ONE, _tojson)
+
+
 _TYPE_SELECTORS: Final[dict[str, Callable[[Any], bool]]] = {
     "values": lambda x: x is not None,
     "nulls": lambda x: x is None,
@@ -1929,6 +2319,14 @@ _BUILTINS: Final[dict[tuple[str, int], Callable[..., _Code]]] = {
     ("isempty", 1): _b_isempty,
     ("IN", 1): _b_in,
     ("IN", 2): _b_in,
+    ("split", 1): _b_split,
+    ("join", 1): _b_join,
+    ("first", 0): _b_first,
+    ("last", 0): _b_last,
+    ("first", 1): _b_first_of,
+    ("last", 1): _b_last_of,
+    ("map", 1): _b_map,
+    ("tojson", 0): _b_tojson,
     **{(name, 0): _type_selector(keep) for name, keep in _TYPE_SELECTORS.items()},
 }
 
@@ -1987,6 +2385,9 @@ def _none_unless(node: _Node, ctx: tuple[str, ...] | None) -> _Facts:
             return _if_facts(cond, then, otherwise, ctx, _none_unless)
         case _Try(body):
             return _none_unless(body, ctx)
+        case _Bind(source, _, body):
+            facts = _none_unless(source, ctx)
+            return _conj(facts, _none_unless(body, ctx)) if _error_free(source, ctx) else facts
     return {}
 
 
@@ -2019,6 +2420,9 @@ def _falsy_unless(node: _Node, ctx: tuple[str, ...] | None) -> _Facts:
             return _if_facts(cond, then, otherwise, ctx, _falsy_unless)
         case _Try(body):
             return _falsy_unless(body, ctx)
+        case _Bind(source, _, body):
+            facts = _none_unless(source, ctx)
+            return _conj(facts, _falsy_unless(body, ctx)) if _error_free(source, ctx) else facts
     return _none_unless(node, ctx)
 
 
@@ -2080,8 +2484,14 @@ def _value_path(node: _Node, ctx: tuple[str, ...] | None) -> tuple[str, ...] | N
 def _error_free(node: _Node, ctx: tuple[str, ...] | None) -> bool:
     """``node`` cannot raise a jq error on its input (the record itself when ctx == ())."""
     match node:
-        case _Identity() | _Const() | _Try():
+        case _Identity() | _Const() | _Try() | _Var() | _Collect(None):
             return True
+        case _Collect(body):
+            return body is not None and _error_free(body, ctx)
+        case _Object(entries):
+            return all(_error_free(value, ctx) for _, value in entries)
+        case _Bind(source, _, body):
+            return _error_free(source, ctx) and _error_free(body, ctx)
         case _Index(target, _, True):  # `?` guards the last step only
             return _error_free(target, ctx)
         case _Index():
@@ -2107,3 +2517,258 @@ def _error_free(node: _Node, ctx: tuple[str, ...] | None) -> bool:
         case _Call("IN", args):
             return all(_error_free(a, ctx) for a in args)
     return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Memoisation: the record paths that determine a program's first output.
+#
+# Values flowing through the program are described as either a record path whose value they
+# are ("pending": extracted, not necessarily used), _DET (computed from values already counted
+# as read), or _BOTTOM (no outputs).  Extracting `.k` from a path registers the longer path
+# *weakly*: what matters is only how jq walks there (objects, nulls, or the first other value,
+# where it raises an error), and the key of any longer path registered encodes that walk too.
+# Using a value (comparing it, testing it, interpolating it, outputting it) registers its path
+# *strongly*: its whole value matters.  The reads are the strong paths plus the weak paths no
+# other registered path extends.
+
+
+class _NotPure(Exception):
+    """The program may depend on more of the record than a few paths' values."""
+
+
+class _Desc:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_DET: Final = _Desc("DET")
+_BOTTOM: Final = _Desc("BOTTOM")
+_Flow = tuple[str, ...] | _Desc
+
+# Builtins (all with literal arguments in the subset) that use their whole input value.
+_VALUE_BUILTINS: Final = frozenset(
+    [
+        "not",
+        "length",
+        "type",
+        "tostring",
+        "ascii_downcase",
+        "ascii_upcase",
+        "startswith",
+        "endswith",
+        "ltrimstr",
+        "rtrimstr",
+        "contains",
+        "has",
+        "test",
+        "split",
+        "join",
+        "tojson",
+    ]
+)
+
+
+def _reads(ast: _Node) -> tuple[tuple[tuple[str, ...], ...], bool] | None:
+    """(reads, identity_output) for an evaluable program, or None."""
+    analysis = _ReadsAnalysis()
+    try:
+        out = analysis.flow(ast, ())
+        identity = out == ()
+        if not identity:
+            analysis.use(out)
+    except _NotPure:
+        return None
+    registered = analysis.weak | analysis.strong
+    reads = set(analysis.strong)
+    for path in ():
+        if not any(len(other) > len(path) and other[: len(path)] == path for other in registered):
+            reads.add(path)
+    return tuple(sorted(reads)), identity
+
+
+class _ReadsAnalysis:
+    def __init__(self) -> None:
+        self.weak: set[tuple[str, ...]] = set()
+        self.strong: set[tuple[str, ...]] = set()
+        self.env: dict[int, _Flow] = {}
+
+    def use(self, flow: _Flow) -> None:
+        if isinstance(flow, tuple):
+            if flow == ():
+                raise _NotPure  # the whole record
+            self.strong.add(flow)
+
+    def join(self, a: _Flow, b: _Flow) -> _Flow:
+        if a is _BOTTOM:
+            return b
+        if b is _BOTTOM or a == b:
+            return a
+        self.use(a)
+        self.use(b)
+        return _DET
+
+    def used(self, *flows: _Flow) -> _Flow:
+        for flow in flows:
+            self.use(flow)
+        return _BOTTOM if all(f is _BOTTOM for f in flows) and flows else _DET
+
+    def flow(self, node: _Node, inp: _Flow) -> _Flow:  # noqa: C901 - one case per node type
+        if inp is _BOTTOM:
+            return _BOTTOM
+        match node:
+            case _Identity():
+                return inp
+            case _Const() | _Collect(None):
+                return _DET
+            case _Var(_, cell):
+                return self.env[id(cell)]
+            case _Index(target, key, _):
+                base = self.flow(target, inp)
+                if not isinstance(base, tuple):
+                    return base
+                if not isinstance(key, str):
+                    raise _NotPure  # array elements are not keyed
+                path = (*base, key)
+                self.weak.add(path)
+                return path
+            case _Iterate(target, _):
+                base = self.flow(target, inp)
+                if isinstance(base, tuple):
+                    raise _NotPure
+                return base
+            case _Interp(parts):
+                self.used(*(self.flow(p, inp) for p in parts if not isinstance(p, str)))
+                return _DET
+            case _Pipe(left, right):
+                return self.flow(right, self.flow(left, inp))
+            case _Comma(a, b):
+                return self.join(self.flow(a, inp), self.flow(b, inp))
+            case _Alt(a, b) | _And(a, b) | _Or(a, b) | _Compare(_, a, b) | _Add(a, b):
+                self.used(self.flow(a, inp), self.flow(b, inp))
+                return _DET
+            case _If(cond, then, otherwise):
+                self.use(self.flow(cond, inp))
+                return self.join(self.flow(then, inp), self.flow(otherwise, inp))
+            case _Try(body):
+                return self.flow(body, inp)
+            case _Bind(source, cell, body):
+                self.env[id(cell)] = self.flow(source, inp)
+                return self.flow(body, inp)
+            case _Collect(body):
+                assert body is not None
+                self.use(self.flow(body, inp))
+                return _DET
+            case _Object(entries):
+                for _, value in entries:
+                    self.use(self.flow(value, inp))
+                return _DET
+            case _Call(name, args):
+                return self.call(name, args, inp)
+        raise _NotPure
+
+    def call(self, name: str, args: tuple[_Node, ...], inp: _Flow) -> _Flow:
+        iterates = isinstance(inp, tuple)  # `.[]` of a path: not keyed
+        match name, len(args):
+            case "select", 1:
+                self.use(self.flow(args[0], inp))
+                return inp
+            case "empty", 0:
+                return _BOTTOM
+            case (("first" | "last"), 0):
+                if iterates:
+                    raise _NotPure
+                return inp
+            case "first", 1:
+                return self.flow(args[0], inp)
+            case "last", 1:
+                # the last output depends on every output before it
+                return self.join(self.flow(args[0], inp), _DET)
+            case (("any" | "all"), 2):
+                self.use(self.flow(args[1], self.flow(args[0], inp)))
+                return _DET
+            case (("any" | "all" | "map"), _):
+                if iterates:
+                    raise _NotPure
+                for arg in args:
+                    self.use(self.flow(arg, _DET))
+                return _DET
+            case "isempty", 1:
+                self.use(self.flow(args[0], inp))
+                return _DET
+            case "IN", 1:
+                self.used(self.flow(args[0], inp), inp)
+                return _DET
+            case "IN", 2:
+                self.used(self.flow(args[0], inp), self.flow(args[1], inp))
+                return _DET
+            case _ if name in _TYPE_SELECTORS and not args:
+                self.use(inp)
+                return inp
+            case _ if name in _VALUE_BUILTINS and all(isinstance(a, _Const) for a in args):
+                self.use(inp)
+                return _DET
+        raise _NotPure
+
+
+_STOP: Final = _Desc("STOP")
+
+
+class _Unkeyable(Exception):
+    pass
+
+
+def _value_key(v: Any) -> Any:
+    t = v.__class__
+    if t is str or v is None:
+        return v
+    if t is bool or t is int:
+        return (t, v)  # True == 1 == 1.0 in Python, never in jq
+    if t is float:
+        return (t, repr(v))  # -0.0 prints differently from 0.0
+    raise _Unkeyable
+
+
+def _path_key(record: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` as jq's ``.k1.k2...`` finds it; a missing key reads as null, as it
+    does in every use the analysis allows.  Where the walk meets something other than an object
+    or null (jq raises an error there), that value and its depth are the key."""
+    v = record
+    for depth, key in enumerate(path):
+        if v.__class__ is dict:
+            v = v.get(key)
+        elif v is None:
+            return None
+        else:
+            return (_STOP, depth, _value_key(v))
+    return _value_key(v)
+
+
+def _memo_key_function(reads: tuple[tuple[str, ...], ...]) -> Callable[[Any], Any]:
+    if len(reads) == 1 and len(reads[0]) == 1:
+        ((k,),) = reads
+
+        def key_of_field(record: Any) -> Any:
+            if record.__class__ is dict:
+                v = record.get(k)
+                t = v.__class__
+                if t is str or v is None:
+                    return (v,)
+            try:
+                return (_path_key(record, (k,)),)
+            except _Unkeyable:
+                return None
+
+        return key_of_field
+
+    def key_of(record: Any) -> Any:
+        try:
+            return tuple([_path_key(record, path) for path in reads])
+        except _Unkeyable:
+            return None
+
+    return key_of

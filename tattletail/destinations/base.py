@@ -12,6 +12,7 @@ import aiohttp
 
 from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
+from tattletail.secret import Secret, SecretResolver, SecretUnavailable
 
 
 class DestinationConfigError(ValueError):
@@ -36,12 +37,23 @@ class DeliveryError(Exception):
 
 
 class DeliveryContext:
-    """What destinations share within one event loop: an HTTP session and AWS clients."""
+    """What destinations share within one event loop: an HTTP session, AWS clients, and the
+    secrets resolved so far (one context lives as long as the container, so each secret
+    reference is looked up once)."""
 
     def __init__(self, aws: AwsClients, http_timeout: float) -> None:
         self.aws = aws
+        self.secrets = SecretResolver(aws)
         self._http_timeout = http_timeout
         self._http: aiohttp.ClientSession | None = None
+
+    async def reveal(self, secret: Secret) -> str:
+        """The secret's value; a reference that cannot be resolved is a DeliveryError naming
+        the reference (never a value), permanent unless its cause was transient."""
+        try:
+            return await self.secrets.resolve(secret)
+        except SecretUnavailable as exc:
+            raise DeliveryError(str(exc), retryable=exc.retryable) from None
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -143,3 +155,19 @@ def required_string(settings: Mapping[str, Any], key: str, problems: list[str]) 
         problems.append(f"destination.{key} must be set to a non-empty string")
         return ""
     return value
+
+
+def secret_setting(
+    settings: Mapping[str, Any], key: str, problems: list[str], *, required: bool = True
+) -> Secret | None:
+    """A key that holds a secret: the value itself, or an `env:`, `ssm:` or `secretsmanager:`
+    reference. Problems never quote the value."""
+    value = settings.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f"destination.{key} must be set to a non-empty string")
+        return None
+    secret = Secret.parse(value.strip())
+    problems.extend(secret.problems(key))
+    return secret

@@ -1,10 +1,18 @@
-"""`ses`: SendEmail with a subject naming the alert and a plain-text body."""
+"""`ses`: SendEmail with a subject naming the alert and a plain-text body.
+
+SES (API v1) refuses a message over 10 MB after encoding, and a subject is one header line
+(RFC 5322: at most 998 characters). The subject is one line of at most SUBJECT_LIMIT
+characters; a body over BODY_LIMIT bytes (room for base64 and the headers) has its event
+replaced by the marker (budget.py), then its annotation cut, each visibly marked.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
+
+import orjson
 
 from tattletail.alerts import Alert
 from tattletail.destinations.base import (
@@ -13,26 +21,65 @@ from tattletail.destinations.base import (
     DestinationConfigError,
     required_string,
 )
+from tattletail.destinations.budget import cut_text, cut_utf8, dumps, one_line, record_marker
+
+SUBJECT_LIMIT = 200
+BODY_LIMIT = 5 * 1024 * 1024
 
 
 def render(alert: Alert) -> dict[str, str]:
     """Subject and text body of the email for one alert."""
-    subject = " ".join(f"Tattletail alert: {alert.rule_name}".split())
-    parts = [f"Alert: {alert.rule_name}", "", alert.description, ""]
+    subject = cut_text(one_line(f"Tattletail alert: {alert.heading}"), SUBJECT_LIMIT)
+    event = alert.pretty_record()
     annotation = alert.pretty_match()
+    body = _body(alert, "event:", event, annotation)
+    if len(body.encode()) > BODY_LIMIT:
+        size = len(dumps(alert.record))
+        marker = orjson.dumps(record_marker(alert.record, size), option=orjson.OPT_INDENT_2)
+        label = f"event (truncated: {size:,} bytes, too large for an email):"
+        body = _body(alert, label, marker.decode(), annotation)
+        over = len(body.encode()) - BODY_LIMIT
+        if over > 0 and annotation is not None:
+            annotation = cut_utf8(annotation, max(0, len(annotation.encode()) - over))
+            body = _body(alert, label, marker.decode(), annotation)
+        body = cut_utf8(body, BODY_LIMIT)
+    return {"subject": subject, "body": body}
+
+
+def _body(alert: Alert, event_label: str, event: str, annotation: str | None) -> str:
+    parts = [f"Alert: {alert.rule_name}", ""]
+    if alert.title:
+        parts += [f"Title: {alert.title}", ""]
+    parts += [alert.description, ""]
     if annotation is not None:
         parts += ["match:", annotation, ""]
-    parts += ["event:", alert.pretty_record(), ""]
+    parts += [event_label, event, ""]
     if alert.source:
         parts += [f"source: {alert.source}", ""]
-    return {"subject": subject, "body": "\n".join(parts)}
+    parts += [f"severity: {alert.severity}"]
+    if alert.tags:
+        parts += [f"tags: {', '.join(alert.tags)}"]
+    if alert.runbook:
+        parts += [f"runbook: {alert.runbook}"]
+    return "\n".join([*parts, ""])
 
 
 @dataclass(frozen=True)
 class SesDestination(Destination):
     type_name: ClassVar[str] = "ses"
+    # SES: a sandboxed account sends 1 email a second, counted per recipient; production
+    # quotas vary per account (raise `rate_limit` to yours, see `aws ses get-send-quota`).
+    default_rate: ClassVar[float | None] = 1.0
+    default_burst: ClassVar[int] = 1
     to_emails: tuple[str, ...]
     from_email: str
+
+    def rate(self) -> tuple[float, int] | None:
+        """SES counts recipients, not messages: the default rate is shared among them."""
+        if self.rate_limit is not None or self.default_rate is None:
+            return super().rate()
+        burst = self.rate_burst if self.rate_burst is not None else self.default_burst
+        return self.default_rate / max(1, len(self.to_emails)), max(1, burst)
 
     @classmethod
     def from_config(cls, dest_id: str, settings: Mapping[str, Any]) -> Self:

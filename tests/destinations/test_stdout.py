@@ -1,0 +1,67 @@
+"""`stdout`: one JSON line per alert, the SNS message's keys plus `source`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+from conftest import SEED_LOG
+
+from tattletail.alerts import Alert
+from tattletail.aws import AwsClients
+from tattletail.destinations import DeliveryContext
+from tattletail.destinations.stdout import StdoutDestination, render
+
+CREATE_USER: dict[str, Any] = orjson.loads(SEED_LOG.read_bytes())["Records"][1]
+
+
+def make_alert(description: str = "A new IAM user has been created", match: Any = "m") -> Alert:
+    return Alert(
+        rule_name="Create User",
+        description=description,
+        record=CREATE_USER,
+        match=match,
+        source="s3://trail-bucket/AWSLogs/1.json.gz",
+        destinations=("Print",),
+    )
+
+
+def test_line_has_the_sns_keys_plus_source() -> None:
+    line = render(make_alert(match="username: user1"))
+
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    printed = json.loads(line)
+    assert {key: printed[key] for key in ("name", "description", "record", "match", "source")} == {
+        "name": "Create User",
+        "description": "A new IAM user has been created",
+        "record": CREATE_USER,
+        "match": "username: user1",
+        "source": "s3://trail-bucket/AWSLogs/1.json.gz",
+    }
+    assert printed == {**make_alert(match="username: user1").message(), "source": printed["source"]}
+
+
+def test_line_stays_one_line_when_texts_hold_newlines() -> None:
+    line = render(make_alert(description="two\nlines", match={"multi": "a\nb"}))
+
+    assert line.count(b"\n") == 1
+    assert json.loads(line)["description"] == "two\nlines"
+
+
+async def test_send_writes_one_line_per_alert_to_standard_output(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    aws = AwsClients("http://127.0.0.1:9")  # never used
+    context = DeliveryContext(aws, 5.0)
+    destination = StdoutDestination.from_config("Print", {})
+
+    await destination.send(make_alert(match="first"), context)
+    await destination.send(make_alert(match=None), context)
+
+    out = capsysbinary.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["match"] for line in lines] == ["first", None]
+    assert all(line["source"] == "s3://trail-bucket/AWSLogs/1.json.gz" for line in lines)
+    await aws.close()
