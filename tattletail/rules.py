@@ -232,6 +232,7 @@ _IDENTITY = object()
 class _Error:
     message: str
 
+
 # Distinct outcomes kept per program; a flood of unique values just restarts the memo.
 _MEMO_LIMIT = 4096
 
