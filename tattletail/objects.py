@@ -117,20 +117,24 @@ def decompress(data: bytes, max_bytes: int) -> bytes:
     """
     if not data.startswith(GZIP_MAGIC):
         return data
-    out = bytearray()
+    # Chunks joined once at the end: one copy of the output, not one per chunk.
+    chunks: list[bytes] = []
+    size = 0
     remaining = memoryview(data)
     while remaining:
         inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         pending = remaining
         try:
             while pending:
-                out += inflater.decompress(pending, max_bytes + 1 - len(out))
-                if len(out) > max_bytes:
+                chunk = inflater.decompress(pending, max_bytes + 1 - size)
+                size += len(chunk)
+                if size > max_bytes:
                     raise ObjectError(
                         "too_large", f"decompressed size exceeds the limit of {max_bytes} bytes"
                     )
+                chunks.append(chunk)
                 pending = memoryview(inflater.unconsumed_tail)
-            out += inflater.flush()
+            chunks.append(inflater.flush())
         except zlib.error as exc:
             raise ObjectError("corrupt_gzip", f"corrupt gzip data: {exc}") from None
         if not inflater.eof:
@@ -141,4 +145,4 @@ def decompress(data: bytes, max_bytes: int) -> bytes:
             if not any(remaining):
                 break
             raise ObjectError("corrupt_gzip", "corrupt gzip data: garbage after the last member")
-    return bytes(out)
+    return b"".join(chunks)

@@ -15,7 +15,8 @@ from tattletail.objects import ObjectError
 
 def decode_records(data: bytes) -> list[dict[str, Any]]:
     """Return the records in a log file; ObjectError with a precise reason otherwise."""
-    if not data.strip():
+    # isspace() stops at the first other byte; strip() would copy the whole file first.
+    if not data or data.isspace():
         raise ObjectError("empty", "the object is empty (no JSON in it)")
     try:
         document = orjson.loads(data)
