@@ -6,7 +6,6 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
-import aioboto3
 from botocore.config import Config as BotoConfig
 
 # Tattletail retries sends itself; botocore's standard mode still absorbs brief throttling.
@@ -15,7 +14,9 @@ _BOTO_CONFIG = BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, max_p
 
 class AwsClients:
     def __init__(self, endpoint_url: str = "") -> None:
-        self._session = aioboto3.Session()
+        # aioboto3 (boto3, botocore's loaders) is imported on first use: a local scan that
+        # never calls AWS does not pay its second of import time.
+        self._session: Any = None
         self._endpoint_url = endpoint_url or None
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
@@ -25,6 +26,10 @@ class AwsClients:
         if service not in self._clients:
             async with self._lock:
                 if service not in self._clients:
+                    if self._session is None:
+                        import aioboto3
+
+                        self._session = aioboto3.Session()
                     self._clients[service] = await self._stack.enter_async_context(
                         self._session.client(
                             service, endpoint_url=self._endpoint_url, config=_BOTO_CONFIG

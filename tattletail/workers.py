@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import sys
 import time
-from collections.abc import Sequence
+import types
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -102,13 +104,34 @@ def _worker_main(conn: Connection, sources: Sequence[RuleSource]) -> None:
             conn.send(("object_error", "too_large", "out of memory while decoding the object"))
 
 
+_BARE_MAIN = types.ModuleType("__main__")
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Spawn a worker without making it re-import the parent's __main__.
+
+    multiprocessing's spawn re-runs the parent's main script in the child (as __mp_main__) in
+    case the target lives there. Ours lives in this module, and the main script is the CLI or
+    the Lambda runtime client, whose imports (boto3, aiohttp) would cost each worker about a
+    second of CPU at every cold start for nothing. The spawn reads __main__ while start() runs.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = _BARE_MAIN
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class _Worker:
     def __init__(self, context: Any, sources: Sequence[RuleSource]) -> None:
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(
             target=_worker_main, args=(child_conn, tuple(sources)), daemon=True
         )
-        self.process.start()
+        with _main_module_hidden():
+            self.process.start()
         child_conn.close()
 
     def wait_ready(self) -> None:
