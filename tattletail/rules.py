@@ -112,6 +112,18 @@ class Match:
     # The first output of the rule's `title` expression, when it is a string.
     title: str | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Matches cross from a worker to the main process: orjson writes and reads a record
+        # several times faster than pickle walks its dicts.
+        fields = (self.rule_index, orjson.dumps(self.record), self.annotation, self.title)
+        return (_match_from_json, fields)
+
+
+def _match_from_json(
+    rule_index: int, record_json: bytes, annotation: Any, title: str | None
+) -> Match:
+    return Match(rule_index, orjson.loads(record_json), annotation, title)
+
 
 @dataclass(frozen=True)
 class RuleErrorSample:
