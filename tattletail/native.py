@@ -49,29 +49,54 @@ violates it, the program produces no output or only null/false outputs, and rais
 Rules whose body uses something the evaluator does not support can still have a prefilter:
 ``compile_native`` then returns a program with ``evaluable=False`` whose ``first_output`` always
 raises ``Fallback``.  It returns ``None`` only when neither evaluation nor a prefilter is
-available.
+available.  This includes programs that do not even parse natively past their first stages
+(``select(...) | reduce ...``, ``select(...) | def f: ...; ...``, ``try``, ``label``,
+destructuring): at the top level everything after a ``|`` is that pipe's right operand, so the
+leading stages that do parse keep their meaning and the rest is treated as opaque.
+
+Memoisation
+-----------
+For an evaluable program, :attr:`NativeProgram.reads` is the set of record paths (object keys
+from the root) whose values determine the first output, or None when the program may look at
+more than that (iterating, indexing arrays, ``has``/``keys``/``length`` of the record, ...).
+:attr:`NativeProgram.identity_output` says that the only output the program can have is the
+record itself (``select(...)`` programs).  The contract: for two records on which
+:meth:`NativeProgram.memo_key` returns equal keys, libjq's first output (or error, message
+included) is the same -- except that, when ``identity_output``, each record's output is that
+record itself.  ``memo_key`` is the reference for "equal values at ``reads``": it walks each path
+as jq does (through objects and nulls; a missing key and null read the same in every use the
+analysis allows), keeps JSON types apart (``true``, ``1`` and ``1.0`` differ; ``-0.0`` and
+``0.0`` too), records where the walk stops at a non-object (jq raises an error there), and is
+None (do not memoise) when a value read is an array or object.  A plain ``.get`` chain is *not*
+enough: ``{"userIdentity": "x"}`` and ``{}`` give null for ``.userIdentity.type`` that way,
+but jq raises an error on the first.
 
 Supported subset
 ----------------
-``.``, ``.a.b``, ``."a"``, ``.["a"]``, ``.[N]``, ``.[]``, each with an optional ``?``; ``(e)?``;
-``|``, ``,``, ``//``, ``and``, ``or``, ``== != < <= > >=``, ``+``; literals ``true false null``,
-integers, strings with escapes and interpolation ``"\\(e)"``; ``if c then a elif ... else b end``;
-``select not empty length type tostring ascii_downcase ascii_upcase startswith endswith
-ltrimstr rtrimstr contains has test IN any all isempty values nulls booleans numbers strings
-arrays objects iterables scalars`` (string/regex arguments must be literals).  ``test`` accepts a
-conservative regex subset (literals, ``.``, anchors ``^ $ \\A``, groups, alternation, classes,
-``\\d \\w \\s \\b`` and negations, greedy/lazy quantifiers; flags ``i``, ``g`` and a no-op ``x``).
-Everything else makes the body unsupported; ``def``, ``reduce``, ``foreach``, ``try``,
-``label``, ``as`` bindings, assignments and unary minus make the whole program unsupported.
-The semantics modelled are those of the jq bundled with the ``jq`` binding (jq 1.8).
+``.``, ``.a.b``, ``."a"``, ``.["a"]``, ``.[N]`` and ``.[-N]``, ``.[]``, each with an optional
+``?``; ``(e)?``; ``|``, ``,``, ``//``, ``and``, ``or``, ``== != < <= > >=``, ``+``; literals
+``true false null``, integers, strings with escapes and interpolation ``"\\(e)"``;
+``if c then a elif ... else b end``; ``Term as $name | body`` where the term starts its
+expression, and ``$name``; ``[]``, ``[e]``, ``{}``, ``{k: term, "k": term | term, k, "k", $v}``
+(literal keys, values with at most one output); ``select not empty length type tostring
+ascii_downcase ascii_upcase startswith endswith ltrimstr rtrimstr contains has test split/1
+join tojson first last first(f) last(f) map IN any all isempty values nulls booleans numbers
+strings arrays objects iterables scalars`` (string/regex arguments must be literals).  ``test``
+accepts a conservative regex subset (literals, ``.``, anchors ``^ $ \\A``, groups, alternation,
+classes, ``\\d \\w \\s \\b`` and negations, greedy/lazy quantifiers; flags ``i``, ``g`` and a
+no-op ``x``).  Everything else makes the body unsupported; ``def``, ``reduce``, ``foreach``,
+``try``, ``label``, destructuring, assignments and unary minus make the program unsupported
+from the stage where they appear (see Prefilter).  The semantics modelled are those of the jq
+bundled with the ``jq`` binding (jq 1.8).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final, NamedTuple
 
 __all__ = [
@@ -1129,6 +1154,76 @@ def _literal_search(pattern: str) -> Callable[[str], bool] | None:
     return None
 
 
+_FINITE_MAX: Final = 256
+_ALTERNATIVES_RE: Final = re.compile(rf"{_LITERAL}(?:\|{_LITERAL})*")
+_ESCAPED_LITERALS: Final = frozenset(".^$*+?()[]{}|\\/-")
+
+
+def _finite_language(p: str) -> list[str] | None:
+    """The strings matched by a pattern of literal characters, groups of literal alternatives
+    and ``?``, when there are few of them (without anchors: the caller strips those)."""
+    words = [""]
+    i, n = 0, len(p)
+    while i < n:
+        c = p[i]
+        if c == "(":
+            j = i + 3 if p.startswith("(?:", i) else i + 1
+            end = p.find(")", j)
+            if end < 0 or not _ALTERNATIVES_RE.fullmatch(p, j, end):
+                return None
+            alternatives = p[j:end].split("|")
+            i = end + 1
+        elif c == "\\":
+            d = p[i + 1 : i + 2]
+            if d not in _ESCAPED_LITERALS or d == "":
+                return None
+            alternatives = [d]
+            i += 2
+        elif c in ".^$*+?[]{}|)":
+            return None
+        else:
+            alternatives = [c]
+            i += 1
+        if p[i : i + 1] == "?":
+            alternatives = [*alternatives, ""]
+            i += 1
+        if p[i : i + 1] in ("*", "+", "?", "{"):
+            return None  # other quantifiers, lazy or stacked ones
+        words = [w + a for w in words for a in alternatives]
+        if len(words) > _FINITE_MAX:
+            return None
+    return words
+
+
+def _finite_search(pattern: str, icase: bool) -> Callable[[str], bool] | None:
+    """Set and string-method tests for the patterns above, with ``^``/``$`` anchors (``$`` also
+    matches before a final newline, in Oniguruma as in Python), or a top-level alternation of
+    literals.  With ``icase``, the input must be ASCII (the caller's ascii_only)."""
+    start = pattern.startswith("^")
+    end = pattern.endswith("$") and not pattern.endswith("\\$")
+    body = pattern[int(start) : len(pattern) - int(end)]
+    if not start and not end and _ALTERNATIVES_RE.fullmatch(body):
+        words = body.split("|")
+    else:
+        words = _finite_language(body)  # type: ignore[assignment]
+        if words is None:
+            return None
+    fold: Callable[[str], str] = str.lower if icase else str  # ASCII input: lower() is ASCII
+    if icase:
+        words = [w.lower() for w in words]
+    if start and end:
+        full = frozenset(words)
+        return lambda s: (t := fold(s)) in full or (t[-1:] == "\n" and t[:-1] in full)
+    if start:
+        prefixes = tuple(words)
+        return lambda s: fold(s).startswith(prefixes)
+    if end:
+        suffixes = tuple(words) + tuple(w + "\n" for w in words)
+        return lambda s: fold(s).endswith(suffixes)
+    infixes = tuple(words)
+    return lambda s: any(w in t for t in (fold(s),) for w in infixes)
+
+
 def _compile_regex(pattern: str, flags: str) -> _Regex | None:
     icase = False
     for flag in flags:
@@ -1148,6 +1243,8 @@ def _compile_regex(pattern: str, flags: str) -> _Regex | None:
         return None
     if not icase and (literal := _literal_search(pattern)) is not None:
         return _Regex(literal, ascii_only=False)
+    if not sensitive and (finite := _finite_search(pattern, icase)) is not None:
+        return _Regex(finite, ascii_only=icase)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
@@ -1309,15 +1406,33 @@ def _compile_program(ast: _Node) -> _Fn:
 
     else:
         run = code.fn
-    if _plain_output(ast, input_is_record=True):
-        return run
-    inner = run
+    if not _plain_output(ast, input_is_record=True):
+        unconverted = run
 
-    def run_binding(x: Any) -> Any:
-        v = inner(x)
-        return v if v is x or v is NO_OUTPUT else _binding_value(v)
+        def run(x: Any) -> Any:
+            v = unconverted(x)
+            return v if v is x or v is NO_OUTPUT else _binding_value(v)
 
-    return run_binding
+    if _has_bindings(ast):
+        # Variables live in cells shared by every call of the program: one call at a time.
+        lock = threading.Lock()
+        unlocked = run
+
+        def run(x: Any) -> Any:
+            with lock:
+                return unlocked(x)
+
+    return run
+
+
+def _has_bindings(node: Any) -> bool:
+    if isinstance(node, _Bind):
+        return True
+    if isinstance(node, _Node):
+        return any(_has_bindings(getattr(node, f.name)) for f in fields(node))
+    if isinstance(node, tuple):
+        return any(_has_bindings(item) for item in node)
+    return False
 
 
 def _plain_output(node: _Node, input_is_record: bool) -> bool:
@@ -2585,7 +2700,7 @@ def _reads(ast: _Node) -> tuple[tuple[tuple[str, ...], ...], bool] | None:
         return None
     registered = analysis.weak | analysis.strong
     reads = set(analysis.strong)
-    for path in ():
+    for path in analysis.weak:
         if not any(len(other) > len(path) and other[: len(path)] == path for other in registered):
             reads.add(path)
     return tuple(sorted(reads)), identity
@@ -2749,26 +2864,71 @@ def _path_key(record: Any, path: tuple[str, ...]) -> Any:
 
 
 def _memo_key_function(reads: tuple[tuple[str, ...], ...]) -> Callable[[Any], Any]:
-    if len(reads) == 1 and len(reads[0]) == 1:
-        ((k,),) = reads
-
-        def key_of_field(record: Any) -> Any:
-            if record.__class__ is dict:
-                v = record.get(k)
-                t = v.__class__
-                if t is str or v is None:
-                    return (v,)
-            try:
-                return (_path_key(record, (k,)),)
-            except _Unkeyable:
-                return None
-
-        return key_of_field
-
-    def key_of(record: Any) -> Any:
+    def general(record: Any) -> Any:
         try:
             return tuple([_path_key(record, path) for path in reads])
         except _Unkeyable:
             return None
 
+    # The common case -- objects all the way, a string or null at the end -- without a call per
+    # path; its key is the one `general` gives for it (a string or null is its own key).
+    fast = [_string_or_null_getter(path) for path in reads]
+    if len(fast) == 1:
+        (get,) = fast
+
+        def key_of_one(record: Any) -> Any:
+            if record.__class__ is dict:
+                v = get(record)
+                if v is not _SLOW:
+                    return (v,)
+            return general(record)
+
+        return key_of_one
+
+    def key_of(record: Any) -> Any:
+        if record.__class__ is dict:
+            values = tuple([get(record) for get in fast])
+            if _SLOW not in values:
+                return values
+        return general(record)
+
     return key_of
+
+
+_SLOW: Final = _Desc("SLOW")
+
+
+def _string_or_null_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """The string or null at ``path`` of a record, or _SLOW for anything else on the way."""
+    if len(path) == 1:
+        (k,) = path
+
+        def get1(record: dict[str, Any]) -> Any:
+            v = record.get(k)
+            return v if v.__class__ is str or v is None else _SLOW
+
+        return get1
+    if len(path) == 2:
+        k1, k2 = path
+
+        def get2(record: dict[str, Any]) -> Any:
+            v = record.get(k1)
+            if v.__class__ is dict:
+                v = v.get(k2)
+                return v if v.__class__ is str or v is None else _SLOW
+            return None if v is None else _SLOW
+
+        return get2
+
+    def get_n(record: dict[str, Any]) -> Any:
+        v: Any = record
+        for k in path:
+            if v.__class__ is dict:
+                v = v.get(k)
+            elif v is None:
+                return None
+            else:
+                return _SLOW
+        return v if v.__class__ is str or v is None else _SLOW
+
+    return get_n
