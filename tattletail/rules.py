@@ -173,10 +173,11 @@ class Evaluation:
 class _Program:
     """One jq program, compiled for libjq and, where its shape allows, for the native fast path.
 
-    When the fast path proves which record paths decide the program's first output (`reads`),
-    the outcome is memoised on the values at those paths: real logs repeat the same few hundred
-    eventNames, so a rule like `select(.eventName | test("^(List|Get)") | not)` is decided once
-    per distinct eventName instead of once per record.
+    When the fast path has to defer to libjq for a record but proves which record paths decide
+    the program's first output (`reads`), libjq's answer is memoised on the values at those
+    paths, so a rule the fast path cannot finish runs libjq once per distinct value instead of
+    once per record. (Consulting the memo before the fast path would cost more than it saves:
+    native evaluation stops at the first decisive field.)
     """
 
     def __init__(self, source: str, indexed: tuple[str, ...] | None = None) -> None:
@@ -189,11 +190,8 @@ class _Program:
         )
         self._other_required = tuple(required.items())
         self._native = native if native is not None and native.evaluable else None
-        reads = getattr(self._native, "reads", None)
-        self._memo_paths: tuple[tuple[str, ...], ...] | None = (
-            tuple(reads) if reads is not None else None
-        )
-        self._identity_output = bool(getattr(self._native, "identity_output", False))
+        self._memoised = self._native is not None and self._native.reads is not None
+        self._identity_output = self._native is not None and self._native.identity_output
         self._memo: dict[tuple[Any, ...], Any] = {}
 
     def first_output(self, record: dict[str, Any], record_text: _LazyText) -> Any:
@@ -204,20 +202,21 @@ class _Program:
             if not isinstance(value, str) or value not in allowed:
                 # Provably no output and no error: the prefilter's contract.
                 return NO_OUTPUT
-        if self._memo_paths is None:
-            return self._evaluate(record, record_text)
-        key = _memo_key(record, self._memo_paths)
+        native = self._native
+        if native is None:
+            return libjq_first_output(self.program, record_text.get())
+        try:
+            return native.first_output(record)
+        except Fallback:
+            pass
+        if not self._memoised:
+            return libjq_first_output(self.program, record_text.get())
+        key = native.memo_key(record)
         if key is None:
-            return self._evaluate(record, record_text)
+            return libjq_first_output(self.program, record_text.get())
         known = self._memo.get(key, _UNKNOWN)
         if known is _UNKNOWN:
-            try:
-                output = self._evaluate(record, record_text)
-            except RuleRuntimeError as exc:
-                # Keep the message only: the exception's traceback holds libjq's iterator.
-                known = _Error(str(exc))
-            else:
-                known = _IDENTITY if self._identity_output and output is record else output
+            known = self._libjq_outcome(record_text)
             if len(self._memo) >= _MEMO_LIMIT:
                 self._memo.clear()
             self._memo[key] = known
@@ -227,13 +226,17 @@ class _Program:
             raise RuleRuntimeError(known.message)
         return known
 
-    def _evaluate(self, record: dict[str, Any], record_text: _LazyText) -> Any:
-        if self._native is not None:
-            try:
-                return self._native.first_output(record)
-            except Fallback:
-                pass
-        return libjq_first_output(self.program, record_text.get())
+    def _libjq_outcome(self, record_text: _LazyText) -> Any:
+        """libjq's answer in a form that holds for every record with the same memo key."""
+        try:
+            output = libjq_first_output(self.program, record_text.get())
+        except RuleRuntimeError as exc:
+            # Keep the message only: the exception's traceback holds libjq's iterator.
+            return _Error(str(exc))
+        if self._identity_output and output is not NO_OUTPUT and output is not None:
+            # libjq hands back a copy of the record; the program can only output the record.
+            return output if output is False else _IDENTITY
+        return output
 
 
 _UNKNOWN = object()
@@ -247,23 +250,6 @@ class _Error:
 
 # Distinct outcomes kept per program; a flood of unique values just restarts the memo.
 _MEMO_LIMIT = 4096
-
-
-def _memo_key(record: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> tuple[Any, ...] | None:
-    """The values at `paths`, tagged with their JSON type (True and 1 are equal in Python, not in
-    jq), or None when a value is not a scalar or a path crosses a non-object."""
-    key: list[Any] = []
-    for path in paths:
-        value: Any = record
-        for name in path:
-            if isinstance(value, dict):
-                value = value.get(name)
-            elif value is not None:
-                return None
-        if value is not None and not isinstance(value, str | int | float | bool):
-            return None
-        key.append((value.__class__, value))
-    return tuple(key)
 
 
 class CompiledRule:

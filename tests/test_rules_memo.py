@@ -1,0 +1,59 @@
+"""Memoised libjq outcomes: records with the same values at the fields a rule reads share one
+libjq call, and still get exactly libjq's answer each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jq
+import orjson
+import pytest
+
+from tattletail.native import NO_OUTPUT
+from tattletail.rules import RuleSet, RuleSource, interpret
+
+
+def libjq_results(program: str, records: list[dict[str, Any]]) -> list[tuple[bool, Any]]:
+    compiled = jq.compile(program)
+    results = []
+    for record in records:
+        outputs = iter(compiled.input_text(orjson.dumps(record).decode()))
+        try:
+            first = next(outputs)
+        except StopIteration:
+            first = NO_OUTPUT
+        except ValueError:  # a runtime error is no match
+            first = NO_OUTPUT
+        results.append(interpret(first, record))
+    return results
+
+
+def engine_results(program: str, records: list[dict[str, Any]]) -> list[tuple[bool, Any]]:
+    evaluation = RuleSet([RuleSource("rule", program)]).evaluate(records)
+    by_record = {id(m.record): m.annotation for m in evaluation.matches}
+    return [(id(r) in by_record, by_record.get(id(r))) for r in records]
+
+
+@pytest.mark.parametrize(
+    ("program", "records"),
+    [
+        # Floats send the fast path to libjq; each select() match is its own record.
+        ("select(.a > 1)", [{"a": 1.5, "x": 1}, {"a": 1.5, "x": 2}, {"a": 0.5, "x": 3}]),
+        # -0.0 and 0.0 are equal numbers but print differently: never one memo entry.
+        ('"v=\\(.a)"', [{"a": -0.0}, {"a": 0.0}, {"a": -0.0}]),
+        # true and 1 are equal in Python, not in jq.
+        ('select(.a == 1) | "one"', [{"a": True}, {"a": 1}, {"a": 1.0}]),
+        # A runtime error is memoised as that error, and counted per record.
+        ('.a | test("x")', [{"a": 1.5}, {"a": 1.5}, {"a": "x"}]),
+    ],
+)
+def test_memoised_outcomes_equal_libjq_record_by_record(
+    program: str, records: list[dict[str, Any]]
+) -> None:
+    assert engine_results(program, records) == libjq_results(program, records)
+
+
+def test_repeated_errors_are_each_counted() -> None:
+    records = [{"a": 1.5, "eventID": str(n)} for n in range(5)]
+    evaluation = RuleSet([RuleSource("rule", '.a | test("x")')]).evaluate(records)
+    assert evaluation.error_counts == {0: 5}
