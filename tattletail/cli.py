@@ -159,12 +159,13 @@ async def _scan(
     # Per rule, the distinct userIdentity.arn of its alerts (--summary).
     principals: dict[str, set[str]] = defaultdict(set)
 
-    async def collect(alert: Alert) -> None:
-        identity = alert.record.get("userIdentity")
-        arn = identity.get("arn") if isinstance(identity, dict) else None
-        principals[alert.rule_name].update([arn] if isinstance(arn, str) else [])
+    async def collect(alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            identity = alert.record.get("userIdentity")
+            arn = identity.get("arn") if isinstance(identity, dict) else None
+            principals[alert.rule_name].update([arn] if isinstance(arn, str) else [])
 
-    sink = collect if summary_only else _print_alert if dry else None
+    sink = collect if summary_only else _print_alerts if dry else None
     try:
         s3 = await aws.client("s3") if settings.config_from_s3 and not config_path else None
         loaded: Config = await config_source.load(settings, s3, config_path)
@@ -208,8 +209,8 @@ async def _scan(
     return EXIT_PARTIAL if failed_any else EXIT_OK
 
 
-async def _print_alert(alert: Alert) -> None:
-    sys.stdout.buffer.write(stdout.render(alert))
+async def _print_alerts(alerts: Sequence[Alert]) -> None:
+    sys.stdout.buffer.write(b"".join(stdout.render(alert) for alert in alerts))
 
 
 SUMMARY_COLUMNS = ("matches", "suppressed", "alerts", "errors", "principals", "% records")

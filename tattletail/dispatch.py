@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,10 @@ class Dispatcher:
             if rate is not None and dest_id not in self._buckets:
                 self._buckets[dest_id] = TokenBucket(*rate)
         self.undelivered = 0
+
+    async def deliver_all(self, alerts: Sequence[Alert]) -> None:
+        """Deliver a batch of alerts concurrently; never raises."""
+        await asyncio.gather(*(self.deliver(alert) for alert in alerts))
 
     async def deliver(self, alert: Alert) -> None:
         """Send to every destination of the alert's rule; never raises."""

@@ -22,7 +22,9 @@ from tattletail.settings import Settings
 from tattletail.summary import RunSummary
 from tattletail.workers import WorkerCrashed, WorkerPool
 
-AlertSink = Callable[[Alert], Awaitable[None]]
+# Takes every alert of one object at once: a printer writes them in one go, the dispatcher
+# fans them out concurrently; no task per alert where none is needed.
+AlertSink = Callable[[Sequence[Alert]], Awaitable[None]]
 
 
 def _lag_seconds(event_time: str | None) -> float | None:
@@ -106,7 +108,8 @@ class Pipeline:
             for alert in alerts:
                 summary.matches_by_rule[alert.rule_name] += 1
             # Delivery runs outside the object limit so the next file is fetched meanwhile.
-            await asyncio.gather(*(sink(alert) for alert in alerts))
+            if alerts:
+                await sink(alerts)
             logs.log(
                 logging.INFO,
                 "object_processed",

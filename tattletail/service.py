@@ -106,7 +106,7 @@ class Service:
             deadline=deadline,
             buckets=self._buckets,
         )
-        failed = await self.pipeline.run(refs, dispatcher.deliver, summary)
+        failed = await self.pipeline.run(refs, dispatcher.deliver_all, summary)
         await dispatcher.finish()
         return failed
 
