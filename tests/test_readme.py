@@ -42,3 +42,14 @@ def test_readme_names_the_ci_commands() -> None:
         assert f"<!-- ci:{marker} -->" in README
     ci = (REPO / ".ci" / "run").read_text()
     assert "extract main-job" in ci and "extract test-command" in ci
+
+
+def test_readme_lists_every_rule_of_the_pack_with_its_severity() -> None:
+    import tomllib
+
+    listed = dict(re.findall(r"^\| (.+?) \| (info|low|medium|high|critical) \| `", README, re.M))
+    pack = {}
+    for path in sorted((REPO / "config" / "rules").glob("*.toml")):
+        for rule in tomllib.loads(path.read_text())["rule"]:
+            pack[rule["name"]] = rule["severity"]
+    assert pack and listed == pack
