@@ -320,11 +320,28 @@ class RuleSet:
         """Every rule on every record, record by record (the fast order)."""
         result = Evaluation(records=len(records))
         now = self._now()
+        by_event_name = self._candidates_by_event_name
+        # The hot loop: every record times every candidate rule. The common outcome (no
+        # output) is decided here, without a further call.
         for record in records:
+            event_name = record.get("eventName")
+            candidates = by_event_name.get(event_name) if isinstance(event_name, str) else None
+            if candidates is None:
+                candidates = self._candidates(event_name)
+            if not candidates:
+                continue
             text = _LazyText(record)
-            for rule in self._candidates(record.get("eventName")):
-                if rule.index not in skip:
-                    _apply(rule, record, text, result, now)
+            for rule in candidates:
+                if skip and rule.index in skip:
+                    continue
+                try:
+                    output = rule.first_output(record, text)
+                except RuleRuntimeError as exc:
+                    _count_error(rule, record, str(exc), result)
+                    continue
+                if output is NO_OUTPUT or output is None or output is False:
+                    continue
+                _record_match(rule, record, text, output, result, now)
         return result
 
     def evaluate_rule_by_rule(
@@ -363,6 +380,18 @@ def _apply(
     except RuleRuntimeError as exc:
         _count_error(rule, record, str(exc), result)
         return
+    _record_match(rule, record, text, output, result, now)
+
+
+def _record_match(
+    rule: CompiledRule,
+    record: dict[str, Any],
+    text: _LazyText,
+    output: Any,
+    result: Evaluation,
+    now: datetime,
+) -> None:
+    """Interpret a rule's first output on a record and keep the match, unless suppressed."""
     matched, annotation = interpret(output, record)
     if not matched:
         return
