@@ -180,15 +180,25 @@ class _Program:
     native evaluation stops at the first decisive field.)
     """
 
-    def __init__(self, source: str, indexed: tuple[str, ...] | None = None) -> None:
+    def __init__(self, source: str, indexed: bool = False) -> None:
         self.program = jq.compile(source)
         native: NativeProgram | None = compile_native(source)
         required = dict(native.required or {}) if native is not None else {}
-        # The caller's index checks the `indexed` path once per record; the rest is checked here.
-        self.indexed_values: frozenset[str] | None = (
-            required.pop(indexed, None) if indexed is not None else None
-        )
+        # With `indexed`, RuleSet's index checks the requirements on INDEX_KEYS once per record
+        # (for every rule at once); the rest are checked here, per call.
+        self.indexed: dict[str, frozenset[str]] = {}
+        if indexed:
+            for path in list(required):
+                if len(path) == 1 and path[0] in INDEX_KEYS:
+                    self.indexed[path[0]] = required.pop(path)
         self._other_required = tuple(required.items())
+        # The top-level fields that alone decide the output, when the fast path proves it.
+        reads = native.reads if native is not None and native.evaluable else None
+        self.decided_by: frozenset[str] | None = (
+            frozenset(path[0] for path in reads)
+            if reads is not None and all(len(path) == 1 for path in reads)
+            else None
+        )
         self._native = native if native is not None and native.evaluable else None
         self._memoised = self._native is not None and self._native.reads is not None
         self._identity_output = self._native is not None and self._native.identity_output
@@ -239,6 +249,20 @@ class _Program:
         return output
 
 
+# Top-level fields the index may key on: each takes few distinct values in CloudTrail, so the
+# table of candidate rules per combination stays small.
+INDEX_KEYS = (
+    "eventName",
+    "eventSource",
+    "errorCode",
+    "eventType",
+    "eventCategory",
+    "awsRegion",
+    "recipientAccountId",
+)
+# Distinct index keys kept; past it the table restarts (it is only a cache).
+_INDEX_LIMIT = 65536
+
 _UNKNOWN = object()
 _IDENTITY = object()
 
@@ -258,10 +282,11 @@ class CompiledRule:
     def __init__(self, index: int, source: RuleSource) -> None:
         self.index = index
         self.name = source.name
-        match = _Program(source.jq_match, indexed=("eventName",))
+        match = _Program(source.jq_match, indexed=True)
         self.program = match.program
-        # eventName is checked once per record by RuleSet's index; the rest by the program.
-        self.required_event_names = match.indexed_values
+        # Checked once per record by RuleSet's index; the rest by the program.
+        self.indexed = match.indexed
+        self.decided_by = match.decided_by
         # Bound once: the per-record hot path pays no extra call for the indirection.
         self.first_output: Callable[[dict[str, Any], _LazyText], Any] = match.first_output
         self.title = _Program(source.title) if source.title is not None else None
@@ -302,17 +327,44 @@ class RuleSet:
             CompiledRule(index, source) for index, source in enumerate(sources) if source.enabled
         ]
         self._now = now
-        self._candidates_by_event_name: dict[Any, tuple[CompiledRule, ...]] = {}
+        used = {key for rule in self.rules for key in rule.indexed} | {"eventName"}
+        self._keys = tuple(key for key in INDEX_KEYS if key in used)
+        self._candidates_by_key: dict[tuple[str | None, ...], tuple[CompiledRule, ...]] = {}
+        # Rules whose output is decided by indexed fields alone: once one gives no output for
+        # a key, it is dropped from that key's candidates (never on an error: each is counted).
+        keys = set(self._keys)
+        self._prunable = frozenset(
+            rule.index
+            for rule in self.rules
+            if rule.decided_by is not None and rule.decided_by <= keys
+        )
 
-    def _candidates(self, event_name: Any) -> tuple[CompiledRule, ...]:
-        """The rules that may match a record with this eventName, in config order."""
-        if not isinstance(event_name, str):
-            event_name = None
-        found = self._candidates_by_event_name.get(event_name)
+    def _key(self, record: dict[str, Any]) -> tuple[str | None, ...]:
+        return tuple(value if type(value) is str else None for value in map(record.get, self._keys))
+
+    def _candidates(self, key: tuple[str | None, ...]) -> tuple[CompiledRule, ...]:
+        """The rules that may match a record with these indexed values, in config order."""
+        found = self._candidates_by_key.get(key)
         if found is None:
-            found = tuple(rule for rule in self.rules if _may_match(rule, event_name))
-            self._candidates_by_event_name[event_name] = found
+            values = dict(zip(self._keys, key, strict=True))
+            found = tuple(
+                rule
+                for rule in self.rules
+                if all(values[name] in allowed for name, allowed in rule.indexed.items())
+            )
+            if len(self._candidates_by_key) >= _INDEX_LIMIT:
+                self._candidates_by_key.clear()
+            self._candidates_by_key[key] = found
         return found
+
+    def _prune(
+        self, key: tuple[str | None, ...], rule: CompiledRule, record: dict[str, Any]
+    ) -> None:
+        # Only when every deciding value is a string: the key maps other types to None.
+        if all(type(record.get(name)) is str for name in rule.decided_by or ()):
+            current = self._candidates_by_key.get(key)
+            if current is not None:
+                self._candidates_by_key[key] = tuple(r for r in current if r is not rule)
 
     def evaluate(
         self, records: Sequence[dict[str, Any]], skip: frozenset[int] = frozenset()
@@ -320,14 +372,15 @@ class RuleSet:
         """Every rule on every record, record by record (the fast order)."""
         result = Evaluation(records=len(records))
         now = self._now()
-        by_event_name = self._candidates_by_event_name
+        by_key = self._candidates_by_key
+        prunable = self._prunable
         # The hot loop: every record times every candidate rule. The common outcome (no
         # output) is decided here, without a further call.
         for record in records:
-            event_name = record.get("eventName")
-            candidates = by_event_name.get(event_name) if isinstance(event_name, str) else None
+            key = self._key(record)
+            candidates = by_key.get(key)
             if candidates is None:
-                candidates = self._candidates(event_name)
+                candidates = self._candidates(key)
             if not candidates:
                 continue
             text = _LazyText(record)
@@ -340,6 +393,8 @@ class RuleSet:
                     _count_error(rule, record, str(exc), result)
                     continue
                 if output is NO_OUTPUT or output is None or output is False:
+                    if rule.index in prunable:
+                        self._prune(key, rule, record)
                     continue
                 _record_match(rule, record, text, output, result, now)
         return result
@@ -360,7 +415,7 @@ class RuleSet:
                 continue
             on_rule(rule.index)
             for record, text in zip(records, texts, strict=True):
-                if rule in self._candidates(record.get("eventName")):
+                if rule in self._candidates(self._key(record)):
                     _apply(rule, record, text, result, now)
         # Same order as evaluate(): by record, then by rule.
         position = {id(record): n for n, record in enumerate(records)}
@@ -438,8 +493,3 @@ def _count_error(
         result.error_samples.append(
             RuleErrorSample(rule.index, event_id if isinstance(event_id, str) else "", message)
         )
-
-
-def _may_match(rule: CompiledRule, event_name: str | None) -> bool:
-    allowed = rule.required_event_names
-    return allowed is None or event_name in allowed

@@ -43,6 +43,20 @@ def engine_results(program: str, records: list[dict[str, Any]]) -> list[tuple[bo
         ('"v=\\(.a)"', [{"a": -0.0}, {"a": 0.0}, {"a": -0.0}]),
         # true and 1 are equal in Python, not in jq.
         ('select(.a == 1) | "one"', [{"a": True}, {"a": 1}, {"a": 1.0}]),
+        # Dropped from an eventName's candidates after its first no-output, never for a
+        # non-string eventName (which errors in jq) or a missing one.
+        (
+            'select(.eventName | test("^Get") | not)',
+            [
+                {"eventName": "GetX"},
+                {"eventName": 5},
+                {"eventName": "PutX"},
+                {"eventName": "GetX"},
+                {},
+                {"eventName": 5},
+                {"eventName": "PutX"},
+            ],
+        ),
         # A runtime error is memoised as that error, and counted per record.
         ('.a | test("x")', [{"a": 1.5}, {"a": 1.5}, {"a": "x"}]),
     ],
