@@ -57,6 +57,7 @@ class S3ConfigWatcher:
         self.etag = etag
         self.checked_at = time.monotonic()
         self.checks = 0
+        self._pending_etag: str | None = etag
 
     async def poll(self, s3: Any) -> Config | None:
         """A new valid config if the object changed since the last check, else None.
@@ -78,12 +79,20 @@ class S3ConfigWatcher:
             raise ConfigError(source, [f"cannot read the config from S3: {code}"]) from None
         except BotoCoreError as exc:
             raise ConfigError(source, [f"cannot read the config from S3: {exc}"]) from None
-        async with response["Body"] as body:
-            data = await body.read()
-        etag = response.get("ETag")
+        try:
+            async with response["Body"] as body:
+                data = await body.read()
+        except Exception as exc:  # a dropped connection mid-body: try again next TTL
+            raise ConfigError(source, [f"cannot read the config from S3: {exc}"]) from None
         try:
             loaded = config.parse(data.decode("utf-8"), source=source)
         except UnicodeDecodeError:
             raise ConfigError(source, ["the config is not UTF-8 text"]) from None
-        self.etag = etag
+        # Remembered by accept(), once the new config is running: a config that could not be
+        # installed is fetched and tried again at the next check, not skipped by a 304.
+        self._pending_etag = response.get("ETag")
         return loaded
+
+    def accept(self) -> None:
+        """The config returned by the last poll() is now running."""
+        self.etag = self._pending_etag

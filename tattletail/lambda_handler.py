@@ -89,9 +89,21 @@ async def _refresh_config(service: Service, summary: RunSummary) -> None:
             keeping=service.config.source,
         )
         return
-    if changed is not None:
+    if changed is None:
+        return
+    try:
         await service.replace_config(changed)
-        logs.log(logging.INFO, "config_reloaded", rules=len(changed.rules), etag=_watcher.etag)
+    except Exception as exc:  # e.g. new workers did not start: keep the running config
+        summary.config_errors += 1
+        logs.log(
+            logging.ERROR,
+            "config_reload_failed",
+            error=f"{type(exc).__name__}: {exc}",
+            keeping=service.config.source,
+        )
+        return
+    _watcher.accept()
+    logs.log(logging.INFO, "config_reloaded", rules=len(changed.rules), etag=_watcher.etag)
 
 
 def _deadline(context: Any) -> float | None:

@@ -86,8 +86,15 @@ class Pipeline:
                 summary.skipped_by_reason[exc.reason] += 1
                 logs.log(logging.INFO, "object_skipped", reason=exc.reason, detail=str(exc))
                 return True
-            except (ObjectError, WorkerCrashed) as exc:
-                reason = exc.reason if isinstance(exc, ObjectError) else "worker_crashed"
+            except Exception as exc:
+                # Anything unforeseen fails this object only; the others carry on.
+                reason = (
+                    exc.reason
+                    if isinstance(exc, ObjectError)
+                    else "worker_crashed"
+                    if isinstance(exc, WorkerCrashed)
+                    else f"internal_{type(exc).__name__}"
+                )
                 summary.objects_failed += 1
                 summary.failures_by_reason[reason] += 1
                 summary.failed_objects.append(ref.uri)

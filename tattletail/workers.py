@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tattletail.objects import ObjectError, decompress
+from tattletail.objects import ObjectError, SkippedObject, decompress
 from tattletail.records import decode_records
 from tattletail.rules import Evaluation, RuleSet, RuleSource
 
@@ -133,6 +133,8 @@ class _Worker:
         with _main_module_hidden():
             self.process.start()
         child_conn.close()
+        # Set when the worker died, overran or was interrupted: replaced before its next job.
+        self.broken = False
 
     def wait_ready(self) -> None:
         if not self.conn.poll(_START_TIMEOUT):
@@ -141,15 +143,16 @@ class _Worker:
         try:
             self.conn.recv()
         except EOFError:
+            self.kill()
             code = self.process.exitcode
             raise WorkerCrashed(f"a rule worker exited at start (exit code {code})") from None
 
     def run(self, job: _Job, timeout: float, into: Evaluation) -> _Overrun | None:
         """Send one job and merge each batch's result as it arrives (blocking: runs in a
         thread). Return None when the file is done, or the batch that overran the limit."""
-        self.conn.send(job)
         batch, rule = job.first_batch, None
         try:
+            self.conn.send(job)
             while True:
                 if not self.conn.poll(timeout):
                     return _Overrun(batch, rule)
@@ -162,9 +165,12 @@ class _Worker:
                     batch, rule = reply[1] + 1, None
                 elif kind == "done":
                     return None
+                elif reply[1] == "empty":
+                    # Nothing in it once gunzipped: not a log file, skipped like a 0-byte one.
+                    raise SkippedObject(reply[1], reply[2])
                 else:
                     raise ObjectError(reply[1], reply[2])
-        except (EOFError, BrokenPipeError, ConnectionResetError):
+        except (EOFError, OSError):
             raise WorkerCrashed(
                 f"the rule worker died (exit code {self.process.exitcode})"
             ) from None
@@ -202,13 +208,6 @@ class WorkerPool:
         self._idle: asyncio.Queue[_Worker] | None = None
         self._idle_loop: asyncio.AbstractEventLoop | None = None
         self._workers: list[_Worker] = []
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def rule_name(self, index: int) -> str:
-        return self._sources[index].name
 
     def start(self) -> None:
         """Spawn every worker and wait until each has compiled the rules (the cold start)."""
@@ -258,18 +257,38 @@ class WorkerPool:
         idle = self._idle_queue()
         worker = await idle.get()
         try:
+            if worker.broken:
+                worker = await self._respawn(worker)
             overrun = await asyncio.to_thread(worker.run, job, self._timeout, total)
-            if overrun is not None:
-                worker = await asyncio.to_thread(self._replace, worker)
+            # An overrun's worker is still busy with the runaway rule: it is replaced.
+            worker.broken = overrun is not None
             return overrun
         except ObjectError:
             raise  # the worker answered and is ready for the next file
         except BaseException:
-            # Died, or cancelled mid-file with replies still in the pipe: start afresh.
-            worker = self._replace(worker)
+            # Died, or cancelled mid-file with replies still in the pipe.
+            worker.broken = True
             raise
         finally:
+            if worker.broken:
+                # Off the event loop, and to the end even if this task is being cancelled. A
+                # worker that cannot be replaced goes back marked broken: the next job retries
+                # the spawn, so the pool never shrinks and never waits on a dead worker.
+                with contextlib.suppress(Exception):
+                    worker = await asyncio.shield(self._respawn(worker))
             idle.put_nowait(worker)
+
+    async def _respawn(self, worker: _Worker) -> _Worker:
+        fresh = await asyncio.to_thread(self._spawn_replacement, worker)
+        # The list is only changed here, on the event loop: replacements never race.
+        self._workers = [fresh if w is worker else w for w in self._workers]
+        return fresh
+
+    def _spawn_replacement(self, worker: _Worker) -> _Worker:
+        worker.kill()
+        fresh = _Worker(self._context, self._sources)
+        fresh.wait_ready()
+        return fresh
 
     def _idle_queue(self) -> asyncio.Queue[_Worker]:
         loop = asyncio.get_running_loop()
@@ -279,13 +298,6 @@ class WorkerPool:
             for worker in self._workers:
                 self._idle.put_nowait(worker)
         return self._idle
-
-    def _replace(self, worker: _Worker) -> _Worker:
-        worker.kill()
-        fresh = _Worker(self._context, self._sources)
-        fresh.wait_ready()
-        self._workers = [fresh if w is worker else w for w in self._workers]
-        return fresh
 
     def close(self) -> None:
         for worker in self._workers:

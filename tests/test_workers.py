@@ -122,3 +122,32 @@ async def test_batches_of_one_file_are_merged_in_record_order(pools: list[Worker
     evaluation = await pool.evaluate(log_file(30), 10**8)
     assert evaluation.records == 30
     assert [m.record["eventID"] for m in evaluation.matches] == [f"id-{n}" for n in range(1, 30, 3)]
+
+
+async def test_a_file_that_gunzips_to_nothing_is_skipped_not_failed(
+    pools: list[WorkerPool],
+) -> None:
+    from tattletail.objects import SkippedObject
+
+    pool = start_pool([CREATE_USER])
+    pools.append(pool)
+    with pytest.raises(SkippedObject) as skipped:
+        await pool.evaluate(gzip.compress(b"", mtime=0), 10**8)
+    assert skipped.value.reason == "empty"
+
+
+async def test_a_worker_killed_mid_file_is_replaced_and_the_pool_goes_on(
+    pools: list[WorkerPool],
+) -> None:
+    from tattletail.workers import WorkerCrashed
+
+    pool = start_pool([CREATE_USER])
+    pools.append(pool)
+    victim = pool._workers[0]
+    victim.process.kill()
+    victim.process.join(5)
+    with pytest.raises(WorkerCrashed):
+        await pool.evaluate(log_file(3), 10**8)
+    assert pool._workers[0] is not victim and pool._workers[0].process.is_alive()
+    evaluation = await pool.evaluate(log_file(3), 10**8)
+    assert [m.annotation for m in evaluation.matches] == ["username: user1"]

@@ -107,7 +107,9 @@ async def post(
             status = response.status
             if delivered(status):
                 return status
-            excerpt = scrub((await response.text(errors="replace"))[:2000], hidden)
+            # Scrub the whole (bounded) body before cutting it: a cut could split a secret.
+            raw = await response.content.read(64 * 1024)
+            excerpt = scrub(raw.decode("utf-8", errors="replace"), hidden)
             transient = status == 429 or status >= 500
             raise HttpStatusError(
                 f"{what} answered HTTP {status}: {' '.join(excerpt.split())[:EXCERPT_CHARS]}",
