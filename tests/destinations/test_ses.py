@@ -4,19 +4,21 @@ every message it accepted)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 import pytest
 from botocore.exceptions import ClientError
 from conftest import SEED_LOG, Moto
-from destination_support import assert_is_marker, largest_real_records, synthetic_record
+from destination_support import (
+    assert_is_marker,
+    largest_real_records,
+    synthetic_record,
+)
+from destination_support import delivery as delivery_to
 
 from tattletail.alerts import Alert
-from tattletail.aws import AwsClients
-from tattletail.destinations import DeliveryContext, DestinationConfigError
+from tattletail.destinations import DestinationConfigError
 from tattletail.destinations.ses import BODY_LIMIT, SUBJECT_LIMIT, SesDestination, render
 
 CREATE_USER: dict[str, Any] = orjson.loads(SEED_LOG.read_bytes())["Records"][1]
@@ -82,18 +84,6 @@ def test_config_with_bad_addresses_is_rejected(settings: dict[str, Any], problem
         SesDestination.from_config("Email", settings)
 
     assert problem in str(raised.value)
-
-
-@asynccontextmanager
-async def delivery_to(endpoint: str) -> AsyncIterator[DeliveryContext]:
-    """A DeliveryContext whose clients are made and closed in the test's own event loop."""
-    aws = AwsClients(endpoint)
-    context = DeliveryContext(aws, 10.0)
-    try:
-        yield context
-    finally:
-        await context.close()
-        await aws.close()
 
 
 async def test_send_emails_every_recipient_from_the_verified_sender(moto: Moto) -> None:

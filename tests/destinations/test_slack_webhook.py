@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -16,6 +14,7 @@ from conftest import SlackStandIn
 from destination_support import (
     CREATE_USER,
     assert_is_marker,
+    delivery,
     json_size,
     largest_real_records,
     synthetic_record,
@@ -23,8 +22,7 @@ from destination_support import (
 from destination_support import make_alert as base_alert
 
 from tattletail.alerts import Alert
-from tattletail.aws import AwsClients
-from tattletail.destinations import DeliveryContext, DeliveryError, DestinationConfigError
+from tattletail.destinations import DeliveryError, DestinationConfigError
 from tattletail.destinations.slack_webhook import (
     RECORD_SECTIONS,
     SEVERITY_MARKERS,
@@ -313,18 +311,6 @@ def test_config_without_an_http_url_is_rejected(settings: dict[str, Any], proble
         SlackWebhookDestination.from_config("Slack Warnings", settings)
 
     assert problem in str(raised.value)
-
-
-@asynccontextmanager
-async def delivery() -> AsyncIterator[DeliveryContext]:
-    """A DeliveryContext whose HTTP session is made and closed in the test's own event loop."""
-    aws = AwsClients("http://127.0.0.1:9")  # never used: Slack needs no AWS client
-    context = DeliveryContext(aws, 10.0)
-    try:
-        yield context
-    finally:
-        await context.close()
-        await aws.close()
 
 
 def destination_for(url: str) -> SlackWebhookDestination:

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 import pytest
 from botocore.exceptions import ClientError
 from conftest import SEED_LOG, Moto
-from destination_support import assert_is_marker, largest_real_records, synthetic_record
+from destination_support import (
+    assert_is_marker,
+    largest_real_records,
+    synthetic_record,
+)
+from destination_support import delivery as delivery_to
 
 from tattletail.alerts import Alert
-from tattletail.aws import AwsClients
-from tattletail.destinations import DeliveryContext, DestinationConfigError
+from tattletail.destinations import DestinationConfigError
 from tattletail.destinations.sns import MESSAGE_LIMIT, SUBJECT_LIMIT, SnsDestination, render
 
 CREATE_USER: dict[str, Any] = orjson.loads(SEED_LOG.read_bytes())["Records"][1]
@@ -82,18 +84,6 @@ def test_config_without_a_full_arn_is_rejected(settings: dict[str, Any], problem
         SnsDestination.from_config("Default SNS", settings)
 
     assert problem in str(raised.value)
-
-
-@asynccontextmanager
-async def delivery_to(endpoint: str) -> AsyncIterator[DeliveryContext]:
-    """A DeliveryContext whose clients are made and closed in the test's own event loop."""
-    aws = AwsClients(endpoint)
-    context = DeliveryContext(aws, 10.0)
-    try:
-        yield context
-    finally:
-        await context.close()
-        await aws.close()
 
 
 def subscribed_queue(moto: Moto, topic_arn: str) -> str:
