@@ -71,6 +71,15 @@ None (do not memoise) when a value read is an array or object.  A plain ``.get``
 enough: ``{"userIdentity": "x"}`` and ``{}`` give null for ``.userIdentity.type`` that way,
 but jq raises an error on the first.
 
+Gate
+----
+A program ``select(c) | more`` has no output, and raises no error, on every record where its
+leading stage ``select(c)`` has none.  When that stage is evaluable with known ``reads``,
+:attr:`NativeProgram.gate` is it, compiled as a program of its own (even when ``more`` is not
+evaluable).  The engine decides the gate once per distinct value of the fields it reads --
+once per index key when those are indexed fields, else through a memo -- and runs the whole
+program only on the records the gate lets through.
+
 Supported subset
 ----------------
 ``.``, ``.a.b``, ``."a"``, ``.["a"]``, ``.[N]`` and ``.[-N]``, ``.[]``, each with an optional
@@ -96,11 +105,12 @@ import re
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final, NamedTuple
 
 __all__ = [
     "NO_OUTPUT",
+    "UNKEYED",
     "Fallback",
     "NativeProgram",
     "compile_native",
@@ -153,6 +163,9 @@ class NativeProgram:
     _key: Callable[[Any], tuple[Any, ...] | None] = field(
         default=lambda record: None, repr=False, compare=False
     )
+    gate: NativeProgram | None = None
+    # The cheap form of memo_key, for the hot loop: see `_memo_value_function`.
+    memo_value: Callable[[Any], Any] | None = field(default=None, repr=False, compare=False)
 
     def first_output(self, record: Any) -> Any:
         """First output of the program on ``record``, or ``NO_OUTPUT``; raises ``Fallback``."""
@@ -170,6 +183,20 @@ def compile_native(source: str) -> NativeProgram | None:
     ast = _parse(source)
     if ast is None:
         return None
+    program = _compile_node(source, ast)
+    gate = _leading_select(ast)
+    if gate is not None:
+        compiled_gate = _compile_node(f"{source} (its leading select)", gate)
+        if compiled_gate is not None and compiled_gate.reads is not None:
+            if program is None:
+                return NativeProgram(
+                    source, None, evaluable=False, _run=_always_fallback, gate=compiled_gate
+                )
+            return replace(program, gate=compiled_gate)
+    return program
+
+
+def _compile_node(source: str, ast: _Node) -> NativeProgram | None:
     required = _required(ast)
     try:
         run = _compile_program(ast)
@@ -189,7 +216,16 @@ def compile_native(source: str) -> NativeProgram | None:
         reads=reads,
         identity_output=identity_output,
         _key=_memo_key_function(reads),
+        memo_value=_memo_value_function(reads),
     )
+
+
+def _leading_select(ast: _Node) -> _Node | None:
+    """``select(c)`` when the program is ``select(c) | more``: where that stage has no output
+    (and raises no error), neither has the program, whatever ``more`` is."""
+    if isinstance(ast, _Pipe) and isinstance(ast.left, _Call) and ast.left.name == "select":
+        return ast.left
+    return None
 
 
 def required_values(source: str) -> Mapping[tuple[str, ...], frozenset[str]] | None:
@@ -2896,6 +2932,23 @@ def _memo_key_function(reads: tuple[tuple[str, ...], ...]) -> Callable[[Any], An
 
 
 _SLOW: Final = _Desc("SLOW")
+# What `NativeProgram.memo_value` gives when a record is not keyed that cheaply.
+UNKEYED: Final = _SLOW
+
+
+def _memo_value_function(reads: tuple[tuple[str, ...], ...]) -> Callable[[Any], Any]:
+    """Like memo_key for a dict record whose values at ``reads`` are strings or nulls reached
+    through objects: the value itself for one path, their tuple for several; UNKEYED for any
+    other record.  One call per record, where it runs for every record."""
+    fast = [_string_or_null_getter(path) for path in reads]
+    if len(fast) == 1:
+        return fast[0]
+
+    def value_of(record: Any) -> Any:
+        values = tuple([get(record) for get in fast])
+        return UNKEYED if _SLOW in values else values
+
+    return value_of
 
 
 def _string_or_null_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:

@@ -12,7 +12,7 @@ libjq (through the `jq` package) defines what a rule means. The native fast path
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -20,7 +20,8 @@ from typing import Any
 import jq
 import orjson
 
-from tattletail.native import NO_OUTPUT, Fallback, NativeProgram, compile_native
+from tattletail.native import NO_OUTPUT, UNKEYED, Fallback, NativeProgram, compile_native
+from tattletail.records import RecordJSON
 
 # Per rule and per object, how many runtime errors are kept with their message (all are counted).
 ERROR_SAMPLES_PER_RULE = 5
@@ -107,22 +108,31 @@ def libjq_first_output(program: Any, record_text: str) -> Any:
 @dataclass(frozen=True)
 class Match:
     rule_index: int
-    record: dict[str, Any]
+    # A dict where the rules ran; a RecordJSON once it has crossed to the main process.
+    record: Mapping[str, Any]
     annotation: Any
     # The first output of the rule's `title` expression, when it is a string.
     title: str | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Matches cross from a worker to the main process: orjson writes and reads a record
-        # several times faster than pickle walks its dicts.
-        fields = (self.rule_index, orjson.dumps(self.record), self.annotation, self.title)
+        # Matches cross from a worker to the main process as JSON text: orjson writes a record
+        # several times faster than pickle walks its dicts, and the main process decodes it
+        # only if something reads a field (see RecordJSON).
+        record = self.record
+        if isinstance(record, RecordJSON):
+            json, event_id = record.json, record.event_id
+        else:
+            json, event_id = orjson.dumps(record), record.get("eventID")
+        if not isinstance(event_id, str):
+            event_id = ""
+        fields = (self.rule_index, json, event_id, self.annotation, self.title)
         return (_match_from_json, fields)
 
 
 def _match_from_json(
-    rule_index: int, record_json: bytes, annotation: Any, title: str | None
+    rule_index: int, record_json: bytes, event_id: str, annotation: Any, title: str | None
 ) -> Match:
-    return Match(rule_index, orjson.loads(record_json), annotation, title)
+    return Match(rule_index, RecordJSON(record_json, event_id), annotation, title)
 
 
 @dataclass(frozen=True)
@@ -178,31 +188,55 @@ class _Program:
     paths, so a rule the fast path cannot finish runs libjq once per distinct value instead of
     once per record. (Consulting the memo before the fast path would cost more than it saves:
     native evaluation stops at the first decisive field.)
+
+    The program's gate (see `tattletail.native`, "Gate") is what RuleSet's index decides once
+    per index key when the gate reads indexed fields only (`key_gate`). A gate that reads other
+    fields (`userAgent`, `userIdentity.sessionContext...`) is decided here, once per distinct
+    value of those fields, before the rest of the program runs.
     """
 
-    def __init__(self, source: str, indexed: bool = False) -> None:
-        self.program = jq.compile(source)
+    def __init__(self, source: str, indexed: bool = False, validated: bool = False) -> None:
+        self._source = source
         native: NativeProgram | None = compile_native(source)
+        # A validated program (its config compiled it with libjq already) is compiled again
+        # only when a record needs libjq: the native path answers for most, and each compile
+        # costs a worker about 2 ms at every cold start.
+        self._libjq: Any = None
+        if not validated or native is None or not native.evaluable:
+            self._libjq = jq.compile(source)
         required = dict(native.required or {}) if native is not None else {}
-        # With `indexed`, RuleSet's index checks the requirements on INDEX_KEYS once per record
+        # With `indexed`, RuleSet's index checks the requirements on INDEX_PATHS once per record
         # (for every rule at once); the rest are checked here, per call.
-        self.indexed: dict[str, frozenset[str]] = {}
+        self.indexed: dict[tuple[str, ...], frozenset[str]] = {}
+        self.key_gate: NativeProgram | None = None
+        gate: NativeProgram | None = None
+        if native is not None:
+            if native.evaluable and native.reads is not None and _on_index(native.reads):
+                gate = native  # decided entirely by indexed fields
+            elif native.gate is not None:
+                gate = native.gate
         if indexed:
             for path in list(required):
-                if len(path) == 1 and path[0] in INDEX_KEYS:
-                    self.indexed[path[0]] = required.pop(path)
+                if path in INDEX_PATHS:
+                    self.indexed[path] = required.pop(path)
+            if gate is not None and gate.reads is not None and _on_index(gate.reads):
+                self.key_gate, gate = gate, None
         self._other_required = tuple(required.items())
-        # The top-level fields that alone decide the output, when the fast path proves it.
-        reads = native.reads if native is not None and native.evaluable else None
-        self.decided_by: frozenset[str] | None = (
-            frozenset(path[0] for path in reads)
-            if reads is not None and all(len(path) == 1 for path in reads)
-            else None
-        )
+        self._gate = gate
+        # The hot loop decides a gate with these two alone when it can: see gate_opens().
+        self.gate_value = gate.memo_value if gate is not None else None
+        self.gate_memo: dict[Any, bool] = {}
         self._native = native if native is not None and native.evaluable else None
         self._memoised = self._native is not None and self._native.reads is not None
         self._identity_output = self._native is not None and self._native.identity_output
         self._memo: dict[tuple[Any, ...], Any] = {}
+
+    @property
+    def program(self) -> Any:
+        """The program compiled by libjq."""
+        if self._libjq is None:
+            self._libjq = jq.compile(self._source)
+        return self._libjq
 
     def first_output(self, record: dict[str, Any], record_text: _LazyText) -> Any:
         for path, allowed in self._other_required:
@@ -236,6 +270,24 @@ class _Program:
             raise RuleRuntimeError(known.message)
         return known
 
+    def gate_opens(self, record: dict[str, Any]) -> bool:
+        """False only when the gate certainly has no output on the record, so neither has the
+        program; always True without a gate. Call it before first_output()."""
+        value_of = self.gate_value
+        if value_of is None:
+            return True
+        value = value_of(record)
+        known = self.gate_memo.get(value)
+        if known is not None:
+            return known
+        assert self._gate is not None
+        opens = gate_opens(self._gate, record)
+        if opens is not None and value is not UNKEYED:
+            if len(self.gate_memo) >= _MEMO_LIMIT:
+                self.gate_memo.clear()
+            self.gate_memo[value] = opens
+        return opens is not False
+
     def _libjq_outcome(self, record_text: _LazyText) -> Any:
         """libjq's answer in a form that holds for every record with the same memo key."""
         try:
@@ -249,22 +301,40 @@ class _Program:
         return output
 
 
-# Top-level fields the index may key on: each takes few distinct values in CloudTrail, so the
+def gate_opens(gate: NativeProgram, record: dict[str, Any]) -> bool | None:
+    """Whether a gate lets a record through: False when it has no output, null or false (no
+    match can follow), None when the fast path is unsure."""
+    try:
+        output = gate.first_output(record)
+    except Fallback:
+        return None
+    return not (output is NO_OUTPUT or output is None or output is False)
+
+
+# Record paths the index may key on: each takes few distinct values in CloudTrail, so the
 # table of candidate rules per combination stays small.
-INDEX_KEYS = (
-    "eventName",
-    "eventSource",
-    "errorCode",
-    "eventType",
-    "eventCategory",
-    "awsRegion",
-    "recipientAccountId",
+INDEX_PATHS: tuple[tuple[str, ...], ...] = (
+    ("eventName",),
+    ("eventSource",),
+    ("errorCode",),
+    ("eventType",),
+    ("eventCategory",),
+    ("awsRegion",),
+    ("recipientAccountId",),
+    ("userIdentity", "type"),
 )
 # Distinct index keys kept; past it the table restarts (it is only a cache).
 _INDEX_LIMIT = 65536
 
 _UNKNOWN = object()
 _IDENTITY = object()
+# An index key's part for a value jq cannot read a field of (a string where an object is
+# expected): never equal to a value a record holds.
+_NOT_AN_OBJECT = object()
+
+
+def _on_index(paths: Sequence[tuple[str, ...]]) -> bool:
+    return all(path in INDEX_PATHS for path in paths)
 
 
 @dataclass(frozen=True)
@@ -279,18 +349,24 @@ _MEMO_LIMIT = 4096
 class CompiledRule:
     """One rule: its jq_match, and its title and suppressions, which run only on its matches."""
 
-    def __init__(self, index: int, source: RuleSource) -> None:
+    def __init__(self, index: int, source: RuleSource, validated: bool = False) -> None:
         self.index = index
         self.name = source.name
-        match = _Program(source.jq_match, indexed=True)
-        self.program = match.program
-        # Checked once per record by RuleSet's index; the rest by the program.
+        match = _Program(source.jq_match, indexed=True, validated=validated)
+        # Checked once per index key by RuleSet's index; the rest by the program.
         self.indexed = match.indexed
-        self.decided_by = match.decided_by
+        self.key_gate = match.key_gate
+        self.gate_value = match.gate_value
+        self.gate_memo = match.gate_memo
+        self.gate_opens = match.gate_opens
         # Bound once: the per-record hot path pays no extra call for the indirection.
         self.first_output: Callable[[dict[str, Any], _LazyText], Any] = match.first_output
-        self.title = _Program(source.title) if source.title is not None else None
-        self.suppressions = tuple((s, _Program(s.match)) for s in source.suppressions)
+        self.title = (
+            _Program(source.title, validated=validated) if source.title is not None else None
+        )
+        self.suppressions = tuple(
+            (s, _Program(s.match, validated=validated)) for s in source.suppressions
+        )
 
 
 class _LazyText:
@@ -312,59 +388,118 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+IndexKey = tuple[Any, ...]
+
+
+def _index_key_function(paths: Sequence[tuple[str, ...]]) -> Callable[[dict[str, Any]], IndexKey]:
+    """A function giving a record's values at `paths`, generated as straight-line code: it runs
+    once per record, and a loop over the paths would cost more than all the rules it spares.
+
+    A part is the value itself (two records with equal keys hold equal values there); on the
+    way down a nested path, a missing key or null gives None, and any other non-object gives
+    _NOT_AN_OBJECT (jq raises an error there, where it reads null through a missing key). It
+    raises TypeError when a value is an object or array (unhashable): see RuleSet._slow_key.
+    """
+    lines = ["def index_key(record):", "    get = record.get"]
+    parts = []
+    for number, path in enumerate(paths):
+        lines.append(f"    v{number} = get({path[0]!r})")
+        for key in path[1:]:
+            lines.append(
+                f"    v{number} = v{number}.get({key!r}) if v{number}.__class__ is dict"
+                f" else (None if v{number} is None else NOT_AN_OBJECT)"
+            )
+        parts.append(f"v{number}")
+    lines.append(f"    return ({', '.join(parts)},)")
+    namespace: dict[str, Any] = {"NOT_AN_OBJECT": _NOT_AN_OBJECT}
+    exec("\n".join(lines), namespace)  # noqa: S102 - the text is built above from literals
+    function: Callable[[dict[str, Any]], IndexKey] = namespace["index_key"]
+    return function
+
+
 class RuleSet:
     """Rules compiled once per process, with an index that skips rules a record cannot match.
 
+    The index maps a record's values at INDEX_PATHS (those some rule uses) to the rules that
+    may match it: a rule drops out for a key when its prefilter rules the values out, or when
+    its key gate has no output on them (decided on the first record with that key, and only
+    when every value the gate reads is a string or null, so every record with the key gets the
+    same answer).
+
     A disabled rule keeps its index (matches name rules by their position in the config) but
     is neither compiled nor evaluated. `now` decides which suppressions have expired; it is
-    read once per batch.
+    read once per batch. `validated`: every program has compiled with libjq before (a loaded
+    Config's have), so libjq compiles each again only when a record needs it.
     """
 
     def __init__(
-        self, sources: Sequence[RuleSource], now: Callable[[], datetime] = _utc_now
+        self,
+        sources: Sequence[RuleSource],
+        now: Callable[[], datetime] = _utc_now,
+        validated: bool = False,
     ) -> None:
         self.rules = [
-            CompiledRule(index, source) for index, source in enumerate(sources) if source.enabled
+            CompiledRule(index, source, validated)
+            for index, source in enumerate(sources)
+            if source.enabled
         ]
         self._now = now
-        used = {key for rule in self.rules for key in rule.indexed} | {"eventName"}
-        self._keys = tuple(key for key in INDEX_KEYS if key in used)
-        self._candidates_by_key: dict[tuple[str | None, ...], tuple[CompiledRule, ...]] = {}
-        # Rules whose output is decided by indexed fields alone: once one gives no output for
-        # a key, it is dropped from that key's candidates (never on an error: each is counted).
-        keys = set(self._keys)
-        self._prunable = frozenset(
-            rule.index
-            for rule in self.rules
-            if rule.decided_by is not None and rule.decided_by <= keys
-        )
+        used = {("eventName",)}
+        for rule in self.rules:
+            used.update(rule.indexed)
+            if rule.key_gate is not None and rule.key_gate.reads is not None:
+                used.update(rule.key_gate.reads)
+        self._paths = tuple(path for path in INDEX_PATHS if path in used)
+        self._index_key = _index_key_function(self._paths)
+        self._candidates_by_key: dict[IndexKey, tuple[CompiledRule, ...]] = {}
 
-    def _key(self, record: dict[str, Any]) -> tuple[str | None, ...]:
-        return tuple(value if type(value) is str else None for value in map(record.get, self._keys))
+    def _slow_key(self, record: dict[str, Any]) -> IndexKey:
+        """The key of a record holding an object or array at an index path: those parts become
+        _NOT_AN_OBJECT, which no prefilter or gate decision accepts."""
+        parts = []
+        for path in self._paths:
+            value: Any = record
+            for key in path:
+                if value.__class__ is dict:
+                    value = value.get(key)
+                elif value is not None:
+                    value = _NOT_AN_OBJECT
+                    break
+            parts.append(_NOT_AN_OBJECT if isinstance(value, dict | list) else value)
+        return tuple(parts)
 
-    def _candidates(self, key: tuple[str | None, ...]) -> tuple[CompiledRule, ...]:
-        """The rules that may match a record with these indexed values, in config order."""
-        found = self._candidates_by_key.get(key)
-        if found is None:
-            values = dict(zip(self._keys, key, strict=True))
-            found = tuple(
-                rule
-                for rule in self.rules
-                if all(values[name] in allowed for name, allowed in rule.indexed.items())
-            )
-            if len(self._candidates_by_key) >= _INDEX_LIMIT:
-                self._candidates_by_key.clear()
-            self._candidates_by_key[key] = found
-        return found
+    def _candidates_for(self, record: dict[str, Any]) -> tuple[CompiledRule, ...]:
+        try:
+            key = self._index_key(record)
+            return self._candidates_by_key[key]
+        except KeyError:
+            return self._candidates(key, record)
+        except TypeError:
+            key = self._slow_key(record)
+            found = self._candidates_by_key.get(key)
+            return found if found is not None else self._candidates(key, record)
 
-    def _prune(
-        self, key: tuple[str | None, ...], rule: CompiledRule, record: dict[str, Any]
-    ) -> None:
-        # Only when every deciding value is a string: the key maps other types to None.
-        if all(type(record.get(name)) is str for name in rule.decided_by or ()):
-            current = self._candidates_by_key.get(key)
-            if current is not None:
-                self._candidates_by_key[key] = tuple(r for r in current if r is not rule)
+    def _candidates(self, key: IndexKey, record: dict[str, Any]) -> tuple[CompiledRule, ...]:
+        """The rules that may match a record with this key, in config order; `record` is the
+        first record seen with it."""
+        values = dict(zip(self._paths, key, strict=True))
+        found = []
+        for rule in self.rules:
+            if not all(values[path] in allowed for path, allowed in rule.indexed.items()):
+                continue
+            gate = rule.key_gate
+            if (
+                gate is not None
+                and gate.reads is not None
+                and all(values[path] is None or type(values[path]) is str for path in gate.reads)
+                and gate_opens(gate, record) is False
+            ):
+                continue
+            found.append(rule)
+        if len(self._candidates_by_key) >= _INDEX_LIMIT:
+            self._candidates_by_key.clear()
+        self._candidates_by_key[key] = candidates = tuple(found)
+        return candidates
 
     def evaluate(
         self, records: Sequence[dict[str, Any]], skip: frozenset[int] = frozenset()
@@ -372,29 +507,32 @@ class RuleSet:
         """Every rule on every record, record by record (the fast order)."""
         result = Evaluation(records=len(records))
         now = self._now()
+        index_key = self._index_key
         by_key = self._candidates_by_key
-        prunable = self._prunable
         # The hot loop: every record times every candidate rule. The common outcome (no
-        # output) is decided here, without a further call.
+        # candidate, or no output) is decided here, without a further call.
         for record in records:
-            key = self._key(record)
-            candidates = by_key.get(key)
-            if candidates is None:
-                candidates = self._candidates(key)
+            try:
+                candidates = by_key[index_key(record)]
+            except (KeyError, TypeError):
+                candidates = self._candidates_for(record)
             if not candidates:
                 continue
             text = _LazyText(record)
             for rule in candidates:
                 if skip and rule.index in skip:
                     continue
+                # A gate decided before for this value is answered inline, without a call.
+                if rule.gate_value is not None:
+                    opens = rule.gate_memo.get(rule.gate_value(record))
+                    if opens is False or (opens is None and not rule.gate_opens(record)):
+                        continue
                 try:
                     output = rule.first_output(record, text)
                 except RuleRuntimeError as exc:
                     _count_error(rule, record, str(exc), result)
                     continue
                 if output is NO_OUTPUT or output is None or output is False:
-                    if rule.index in prunable:
-                        self._prune(key, rule, record)
                     continue
                 _record_match(rule, record, text, output, result, now)
         return result
@@ -410,12 +548,13 @@ class RuleSet:
         result = Evaluation(records=len(records))
         now = self._now()
         texts = [_LazyText(record) for record in records]
+        candidates = [frozenset(map(id, self._candidates_for(record))) for record in records]
         for rule in self.rules:
             if rule.index in skip:
                 continue
             on_rule(rule.index)
-            for record, text in zip(records, texts, strict=True):
-                if rule in self._candidates(self._key(record)):
+            for record, text, allowed in zip(records, texts, candidates, strict=True):
+                if id(rule) in allowed:
                     _apply(rule, record, text, result, now)
         # Same order as evaluate(): by record, then by rule.
         position = {id(record): n for n, record in enumerate(records)}
@@ -430,6 +569,8 @@ def _apply(
     result: Evaluation,
     now: datetime,
 ) -> None:
+    if not rule.gate_opens(record):
+        return
     try:
         output = rule.first_output(record, text)
     except RuleRuntimeError as exc:

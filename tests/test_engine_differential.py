@@ -1,9 +1,9 @@
-"""The engine (index, prefilters, native fast path, libjq fallback) gives exactly libjq's
-results: every rule of the README and of the 50-rule bench pack, on every real record."""
+"""The engine (index, gates, prefilters, native fast path, libjq fallback) gives exactly libjq's
+results: every rule of the README, the 50-rule bench pack and the bundled rule pack, on every
+real record."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +11,21 @@ import jq
 import orjson
 import pytest
 
+from tattletail import config
 from tattletail.native import NO_OUTPUT
 from tattletail.rules import Match, RuleSet, RuleSource, interpret
 from tests.conftest import REPO, SHARED_DATA, real_records
 
-RULE_FILES = [REPO / "config" / "tattletail.toml", REPO / "bench" / "rules-50.toml"]
+RULE_FILES = [
+    REPO / "config" / "tattletail.toml",
+    REPO / "bench" / "rules-50.toml",
+    REPO / "config" / "tattletail-pack.toml",
+]
 
 
 def rule_sources(path: Path) -> list[RuleSource]:
-    document = tomllib.loads(path.read_text())
-    return [RuleSource(rule["name"], rule["jq_match"]) for rule in document["rule"]]
+    # Through the config loader: the pack is split into files joined by `include`.
+    return [RuleSource(rule.name, rule.jq_match) for rule in config.load_file(path).rules]
 
 
 def panther_events() -> list[dict[str, Any]]:
