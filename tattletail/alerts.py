@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from tattletail.records import RecordJSON, plain
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,8 @@ class Alert:
 
     rule_name: str
     description: str
-    record: dict[str, Any]
+    # A dict, or (from a rule worker) a RecordJSON decoded only when a field is read.
+    record: Mapping[str, Any]
     match: Any
     source: str
     destinations: tuple[str, ...]
@@ -33,6 +37,8 @@ class Alert:
 
     @property
     def event_id(self) -> str:
+        if isinstance(self.record, RecordJSON):
+            return self.record.event_id
         event_id = self.record.get("eventID")
         return event_id if isinstance(event_id, str) else ""
 
@@ -44,7 +50,9 @@ class Alert:
 
     def _record_digest(self) -> str:
         # Records without an eventID (rare: some Insights events) fall back to their content.
-        return hashlib.sha256(orjson.dumps(self.record, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return hashlib.sha256(
+            orjson.dumps(plain(self.record), option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()
 
     @property
     def heading(self) -> str:
@@ -72,7 +80,7 @@ class Alert:
         return message
 
     def pretty_record(self) -> str:
-        return orjson.dumps(self.record, option=orjson.OPT_INDENT_2).decode()
+        return orjson.dumps(plain(self.record), option=orjson.OPT_INDENT_2).decode()
 
     def pretty_match(self) -> str | None:
         """The annotation as indented JSON, or None when there is none to show."""

@@ -6,6 +6,7 @@ events (what `aws cloudtrail lookup-events` and many datasets give), or JSON Lin
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -86,3 +87,65 @@ def _json_lines(data: bytes) -> list[Any] | None:
         else:
             records.append(value)
     return records if decoded > 1 else None
+
+
+class RecordJSON(Mapping[str, Any]):
+    """A record as the JSON text a rule worker sent back with a match, decoded on first read.
+
+    Most alerts are only encoded again (printed, published, archived), and `json_default`
+    lets orjson embed the text as it is, so the main process never decodes those records.
+    `event_id` is read in the worker, for alert ids and dedupe without a decode.
+    """
+
+    __slots__ = ("_decoded", "event_id", "json")
+
+    def __init__(self, json: bytes, event_id: str = "") -> None:
+        self.json = json
+        self.event_id = event_id
+        self._decoded: dict[str, Any] | None = None
+
+    @property
+    def decoded(self) -> dict[str, Any]:
+        if self._decoded is None:
+            self._decoded = orjson.loads(self.json)
+        return self._decoded
+
+    def __getitem__(self, key: str) -> Any:
+        return self.decoded[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.decoded.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.decoded)
+
+    def __len__(self) -> int:
+        return len(self.decoded)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RecordJSON):
+            return self.decoded == other.decoded
+        return self.decoded == other
+
+    __hash__ = None  # type: ignore[assignment] # a record is a dict: not hashable either
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RecordJSON, (self.json, self.event_id))
+
+    def __repr__(self) -> str:
+        return f"RecordJSON({self.json[:60]!r}..., event_id={self.event_id!r})"
+
+
+def plain(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record as a dict (decoding a RecordJSON), for what orjson cannot embed as text:
+    pretty-printing, sorted keys."""
+    if isinstance(record, RecordJSON):
+        return record.decoded
+    return record if isinstance(record, dict) else dict(record)
+
+
+def json_default(value: Any) -> Any:
+    """orjson's `default`: a RecordJSON goes into the output as the text it already is."""
+    if isinstance(value, RecordJSON):
+        return orjson.Fragment(value.json)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

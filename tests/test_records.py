@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from conftest import CLOUDTRAIL, SEED_LOG
 
 from tattletail.objects import ObjectError
-from tattletail.records import decode_records
+from tattletail.records import RecordJSON, decode_records, json_default, plain
 
 INVICTUS = sorted((CLOUDTRAIL / "invictus").glob("*.json"))
 STRATUS = sorted((CLOUDTRAIL / "stratus-red-team").glob("*.json"))
@@ -149,3 +150,33 @@ def test_json_lines_with_a_non_object_line_is_not_cloudtrail() -> None:
     error = reason_of(b'{"eventID": "a"}\n{"eventID": "b"}\n[1, 2]\n')
     assert error.reason == "not_cloudtrail"
     assert "line 3" in str(error)
+
+
+def _record_json(record: dict[str, Any]) -> RecordJSON:
+    return RecordJSON(orjson.dumps(record), record.get("eventID", ""))
+
+
+def test_record_json_reads_like_the_record_and_decodes_only_when_read() -> None:
+    record = decode_records(SEED_LOG.read_bytes())[1]
+    lazy = _record_json(record)
+    assert lazy.event_id == record["eventID"]
+    assert lazy._decoded is None
+    assert lazy == record and record == lazy
+    assert lazy["eventName"] == "CreateUser" and lazy.get("missing", 7) == 7
+    assert dict(lazy) == record and len(lazy) == len(record)
+    assert plain(lazy) is lazy.decoded
+
+
+def test_record_json_is_embedded_as_its_text_when_encoded() -> None:
+    lazy = RecordJSON(b'{"eventID":"e","n":1}', "e")
+    document = orjson.dumps({"record": lazy, "x": [lazy]}, default=json_default)
+    assert document == b'{"record":{"eventID":"e","n":1},"x":[{"eventID":"e","n":1}]}'
+    assert lazy._decoded is None
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        orjson.dumps({"x": object()}, default=json_default)
+
+
+def test_record_json_survives_pickling_without_decoding() -> None:
+    lazy = RecordJSON(b'{"eventID":"e"}', "e")
+    copy = pickle.loads(pickle.dumps(lazy))
+    assert (copy.json, copy.event_id, copy._decoded) == (lazy.json, "e", None)

@@ -12,10 +12,12 @@ same alert and budget always give the same bytes.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+
+from tattletail.records import json_default, plain
 
 TRUNCATED = "… (truncated)"
 # Kept from a record that is cut: what a reader needs to find the event in CloudTrail.
@@ -37,10 +39,11 @@ _MIN_TEXT_BYTES = 64
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
+    """Compact JSON; a record still in its worker's JSON text is embedded as it is."""
+    return orjson.dumps(value, default=json_default)
 
 
-def record_marker(record: dict[str, Any], original_size: int) -> dict[str, Any]:
+def record_marker(record: Mapping[str, Any], original_size: int) -> dict[str, Any]:
     """What stands in for a record too large to send: its identifying fields, `truncated`,
     and the size of the record it replaces."""
     marker: dict[str, Any] = {}
@@ -106,7 +109,7 @@ def fit_message(
         return body, False
     fitted = dict(message)
     record = fitted.get("record")
-    if isinstance(record, dict):
+    if isinstance(record, Mapping):
         fitted["record"] = record_marker(record, len(dumps(record)))
         body = dumps(wrap(fitted))
     for key in _CUT_ORDER:
@@ -116,7 +119,7 @@ def fit_message(
         if fitted.get(key) is None:
             continue
         value = fitted[key]
-        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        text = value if isinstance(value, str) else dumps(value).decode()
         # The value's share of the body now (a structure is smaller than its JSON as a string).
         size = len(dumps(value))
         fitted[key] = _cut_json_string(text, max(_MIN_TEXT_BYTES, size - over))
@@ -126,9 +129,9 @@ def fit_message(
     return body, True
 
 
-def fit_record_text(record: dict[str, Any], max_chars: int) -> tuple[str, bool]:
+def fit_record_text(record: Mapping[str, Any], max_chars: int) -> tuple[str, bool]:
     """The record pretty-printed if it fits `max_chars`, else its marker pretty-printed."""
-    pretty = orjson.dumps(record, option=orjson.OPT_INDENT_2).decode()
+    pretty = orjson.dumps(plain(record), option=orjson.OPT_INDENT_2).decode()
     if len(pretty) <= max_chars:
         return pretty, False
     marker = record_marker(record, len(dumps(record)))

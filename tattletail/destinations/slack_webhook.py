@@ -41,6 +41,7 @@ from tattletail.destinations.budget import (
     one_line,
     record_marker,
 )
+from tattletail.records import plain
 from tattletail.secret import Secret
 
 # Block Kit's documented limits.
@@ -166,8 +167,8 @@ def _context(alert: Alert) -> dict[str, Any]:
     }
 
 
-def _record_blocks(record: dict[str, Any]) -> list[dict[str, Any]]:
-    pretty = orjson.dumps(record, option=orjson.OPT_INDENT_2).decode()
+def _record_blocks(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    pretty = orjson.dumps(plain(record), option=orjson.OPT_INDENT_2).decode()
     blocks, cut = _code_sections(RECORD_LABEL, pretty, RECORD_SECTIONS)
     if not cut:
         return blocks
@@ -209,7 +210,7 @@ def render(alert: Alert) -> dict[str, Any]:
     }
 
 
-def _event_summary(record: dict[str, Any]) -> str:
+def _event_summary(record: Mapping[str, Any]) -> str:
     """`eventName` and `eventID`, shown beside the name so they survive any truncation."""
     parts = [str(record.get(key)) for key in ("eventName", "eventID") if record.get(key)]
     return cut_text(" ".join(parts) or "unknown", 500)

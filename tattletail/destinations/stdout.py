@@ -11,11 +11,12 @@ import orjson
 
 from tattletail.alerts import Alert
 from tattletail.destinations.base import DeliveryContext, Destination
+from tattletail.records import json_default
 
 
 def render(alert: Alert) -> bytes:
     """The SNS message's keys plus `source`, as one line."""
-    return orjson.dumps({**alert.message(), "source": alert.source}) + b"\n"
+    return orjson.dumps({**alert.message(), "source": alert.source}, default=json_default) + b"\n"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from tattletail.destinations.budget import (
     record_marker,
 )
 from tattletail.destinations.http import retry_after, scrub
+from tattletail.records import RecordJSON
 
 
 def test_message_within_budget_is_untouched() -> None:
@@ -147,3 +148,19 @@ def test_scrub_removes_urls_their_paths_and_secrets_but_not_short_words() -> Non
     scrubbed = scrub(text, [url, "hunter22", "a"])
 
     assert scrubbed == ("POST [redacted] failed; path [redacted]; [redacted]; key [redacted]; a b")
+
+
+def test_a_record_still_in_its_json_text_is_cut_to_its_marker_like_a_dict() -> None:
+    record = synthetic_record(100_000)
+    lazy = RecordJSON(orjson.dumps(record), record["eventID"])
+    message = make_alert(record=lazy).message()
+
+    body, cut = fit_message(message, 20_000)
+
+    assert cut and len(body) <= 20_000
+    assert_is_marker(orjson.loads(body)["record"], record)
+    # Within the budget, the text goes out as it came.
+    body, cut = fit_message(
+        make_alert(record=RecordJSON(b'{"eventID":"e"}', "e")).message(), 10_000
+    )
+    assert not cut and orjson.loads(body)["record"] == {"eventID": "e"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -13,6 +15,8 @@ from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
 from tattletail.destinations import DeliveryContext
 from tattletail.destinations.stdout import StdoutDestination, render
+from tattletail.records import RecordJSON
+from tattletail.rules import RuleSet, RuleSource
 
 CREATE_USER: dict[str, Any] = orjson.loads(SEED_LOG.read_bytes())["Records"][1]
 
@@ -65,3 +69,17 @@ async def test_send_writes_one_line_per_alert_to_standard_output(
     assert [line["match"] for line in lines] == ["first", None]
     assert all(line["source"] == "s3://trail-bucket/AWSLogs/1.json.gz" for line in lines)
     await aws.close()
+
+
+def test_a_match_from_a_worker_prints_the_same_line_without_decoding_its_record() -> None:
+    rules = RuleSet([RuleSource("Create User", 'select(.eventName == "CreateUser")')])
+    match = rules.evaluate([CREATE_USER]).matches[0]
+    crossed = pickle.loads(pickle.dumps(match))  # as from a worker, through its pipe
+    assert isinstance(crossed.record, RecordJSON)
+    alert = replace(make_alert(match=None), record=crossed.record)
+
+    line = render(alert)
+
+    assert line == render(make_alert(match=None))
+    assert alert.event_id == CREATE_USER["eventID"]
+    assert crossed.record._decoded is None
