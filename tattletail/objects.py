@@ -7,7 +7,6 @@ only moves compressed bytes.
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,10 @@ def skip_reason(ref: ObjectRef) -> str | None:
 async def fetch(ref: ObjectRef, s3: Any, max_bytes: int) -> bytes:
     """Return the object's raw (possibly gzipped) bytes; ObjectError if missing or too large."""
     if ref.bucket is None:
+        # Imported here: rule workers import this module for decompress() and run no event
+        # loop, and asyncio would add a tenth of a second to every worker's cold start.
+        import asyncio
+
         return await asyncio.to_thread(_read_local, Path(ref.key), max_bytes)
     return await _read_s3(s3, ref, max_bytes)
 

@@ -4,7 +4,8 @@ Built on `multiprocessing.Process` + `Pipe` only: Lambda has no usable /dev/shm,
 `Queue` and `ProcessPoolExecutor` (which need POSIX semaphores) fail there with OSError, while a
 process and a socket pair work. Children are spawned, not forked, so they never inherit the
 event loop's threads or locks, and they scrub their environment before compiling any rule, so
-a rule reading `$ENV` or `env` sees no credentials.
+a rule reading `$ENV` or `env` sees no credentials. What a worker runs is in
+`tattletail.worker_process`.
 """
 
 from __future__ import annotations
@@ -12,21 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-import os
 import sys
-import time
 import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from multiprocessing.connection import Connection
 from typing import Any
 
-from tattletail.objects import ObjectError, SkippedObject, decompress
-from tattletail.records import decode_records
-from tattletail.rules import Evaluation, RuleSet, RuleSource
+from tattletail.objects import ObjectError, SkippedObject
+from tattletail.rules import Evaluation, RuleSource
+from tattletail.worker_process import Job, worker_main
 
-# The only variables a worker keeps: enough for locale and time handling, nothing secret.
-ENV_ALLOW_LIST = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"})
 _START_TIMEOUT = 60.0
 
 
@@ -35,73 +31,11 @@ class WorkerCrashed(Exception):
 
 
 @dataclass(frozen=True)
-class _Job:
-    payload: bytes
-    max_bytes: int
-    batch_size: int
-    first_batch: int = 0
-    skip: frozenset[int] = frozenset()
-    # The batch to evaluate rule by rule, announcing each rule (after a timeout).
-    isolate_batch: int | None = None
-
-
-@dataclass(frozen=True)
 class _Overrun:
     """A batch that did not finish in time; `rule` is known when it ran in isolation."""
 
     batch: int
     rule: int | None
-
-
-def scrub_environment() -> None:
-    for name in list(os.environ):
-        if name not in ENV_ALLOW_LIST:
-            del os.environ[name]
-
-
-def _serve(conn: Connection, rules: RuleSet, job: _Job) -> None:
-    """Gunzip, decode and evaluate one log file, replying once per batch of records, so the
-    supervisor can bound each batch's time and keep what finished before an overrun."""
-    started = time.process_time()
-    records = decode_records(decompress(job.payload, job.max_bytes))
-    batches = range(0, len(records), job.batch_size)
-    for number, start in enumerate(batches):
-        if number < job.first_batch:
-            continue
-        batch = records[start : start + job.batch_size]
-        if number == job.isolate_batch:
-            result = rules.evaluate_rule_by_rule(
-                batch, job.skip, lambda rule_index: conn.send(("rule", rule_index))
-            )
-        else:
-            result = rules.evaluate(batch, job.skip)
-        # ISO 8601 UTC times in one format compare correctly as strings.
-        result.newest_event_time = max(
-            (t for r in batch if isinstance(t := r.get("eventTime"), str)), default=None
-        )
-        result.seconds = time.process_time() - started
-        started = time.process_time()
-        conn.send(("batch", number, result))
-    conn.send(("done", len(batches)))
-
-
-def _worker_main(conn: Connection, sources: Sequence[RuleSource]) -> None:
-    scrub_environment()
-    rules = RuleSet(sources)
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, KeyboardInterrupt):
-            return
-        if job is None:
-            return
-        try:
-            _serve(conn, rules, job)
-        except ObjectError as exc:
-            conn.send(("object_error", exc.reason, str(exc)))
-        except MemoryError:
-            conn.send(("object_error", "too_large", "out of memory while decoding the object"))
 
 
 _BARE_MAIN = types.ModuleType("__main__")
@@ -128,7 +62,7 @@ class _Worker:
     def __init__(self, context: Any, sources: Sequence[RuleSource]) -> None:
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(
-            target=_worker_main, args=(child_conn, tuple(sources)), daemon=True
+            target=worker_main, args=(child_conn, tuple(sources)), daemon=True
         )
         with _main_module_hidden():
             self.process.start()
@@ -147,7 +81,7 @@ class _Worker:
             code = self.process.exitcode
             raise WorkerCrashed(f"a rule worker exited at start (exit code {code})") from None
 
-    def run(self, job: _Job, timeout: float, into: Evaluation) -> _Overrun | None:
+    def run(self, job: Job, timeout: float, into: Evaluation) -> _Overrun | None:
         """Send one job and merge each batch's result as it arrives (blocking: runs in a
         thread). Return None when the file is done, or the batch that overran the limit."""
         batch, rule = job.first_batch, None
@@ -230,7 +164,7 @@ class WorkerPool:
         ObjectError for a bad file; WorkerCrashed if a worker dies or decoding alone overruns.
         """
         total = Evaluation()
-        job = _Job(payload, max_bytes, self._batch_size)
+        job = Job(payload, max_bytes, self._batch_size)
         # Each overrun either names a rule (skipped from then on) or isolates a batch, so this
         # ends after at most two overruns per rule.
         for _ in range(2 * len(self._sources) + 2):
@@ -253,7 +187,7 @@ class WorkerPool:
                 job = replace(job, first_batch=overrun.batch, isolate_batch=overrun.batch)
         raise WorkerCrashed("too many evaluation overruns")
 
-    async def _run(self, job: _Job, total: Evaluation) -> _Overrun | None:
+    async def _run(self, job: Job, total: Evaluation) -> _Overrun | None:
         idle = self._idle_queue()
         worker = await idle.get()
         try:

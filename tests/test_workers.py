@@ -12,7 +12,8 @@ import pytest
 
 from tattletail.objects import ObjectError
 from tattletail.rules import RuleSource
-from tattletail.workers import ENV_ALLOW_LIST, WorkerPool
+from tattletail.worker_process import ENV_ALLOW_LIST
+from tattletail.workers import WorkerPool
 from tests.conftest import SEED_LOG
 
 CREATE_USER = RuleSource(

@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
 from tattletail.secret import Secret, SecretResolver, SecretUnavailable
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class DestinationConfigError(ValueError):
@@ -58,6 +59,10 @@ class DeliveryContext:
     @property
     def http(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
+            # Imported on first use, like aioboto3: a run that sends nothing over HTTP (a local
+            # scan, a dry run) does not pay its import time.
+            import aiohttp
+
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._http_timeout)
             )

@@ -16,8 +16,6 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from tattletail.destinations.base import DeliveryContext, DeliveryError
 
 EXCERPT_CHARS = 200
@@ -98,6 +96,8 @@ async def post(
 ) -> int:
     """POST `body`; return the status when delivered, else raise a DeliveryError that says
     whether a retry may succeed. `what` names the destination kind in the error."""
+    import aiohttp  # loaded by context.http already; see DeliveryContext.http
+
     hidden = [url, *secrets]
     try:
         # A redirect is not followed: it would re-send the alert (and its secrets) elsewhere.

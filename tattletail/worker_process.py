@@ -1,0 +1,87 @@
+"""What runs inside a rule worker process: gunzip, decode and evaluate log files sent to it.
+
+Kept apart from the pool (`tattletail.workers`) so that a spawned worker imports only what it
+runs -- orjson, jq and the rules -- and not asyncio, which the pool needs and a worker does not:
+every worker pays its imports at every cold start.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from tattletail.objects import ObjectError, decompress
+from tattletail.records import decode_records
+from tattletail.rules import RuleSet, RuleSource
+
+# The only variables a worker keeps: enough for locale and time handling, nothing secret.
+ENV_ALLOW_LIST = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One log file's bytes, and how to go through its records."""
+
+    payload: bytes
+    max_bytes: int
+    batch_size: int
+    first_batch: int = 0
+    skip: frozenset[int] = frozenset()
+    # The batch to evaluate rule by rule, announcing each rule (after a timeout).
+    isolate_batch: int | None = None
+
+
+def scrub_environment() -> None:
+    for name in list(os.environ):
+        if name not in ENV_ALLOW_LIST:
+            del os.environ[name]
+
+
+def serve(conn: Connection, rules: RuleSet, job: Job) -> None:
+    """Gunzip, decode and evaluate one log file, replying once per batch of records, so the
+    supervisor can bound each batch's time and keep what finished before an overrun."""
+    started = time.process_time()
+    records = decode_records(decompress(job.payload, job.max_bytes))
+    batches = range(0, len(records), job.batch_size)
+    for number, start in enumerate(batches):
+        if number < job.first_batch:
+            continue
+        batch = records[start : start + job.batch_size]
+        if number == job.isolate_batch:
+            result = rules.evaluate_rule_by_rule(
+                batch, job.skip, lambda rule_index: conn.send(("rule", rule_index))
+            )
+        else:
+            result = rules.evaluate(batch, job.skip)
+        # ISO 8601 UTC times in one format compare correctly as strings.
+        result.newest_event_time = max(
+            (t for r in batch if isinstance(t := r.get("eventTime"), str)), default=None
+        )
+        result.seconds = time.process_time() - started
+        started = time.process_time()
+        conn.send(("batch", number, result))
+    conn.send(("done", len(batches)))
+
+
+def worker_main(conn: Connection, sources: Sequence[RuleSource]) -> None:
+    """A worker's life: scrub the environment, compile the rules, then serve jobs until told
+    to stop (None) or the pipe closes."""
+    scrub_environment()
+    rules = RuleSet(sources, validated=True)
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if job is None:
+            return
+        try:
+            serve(conn, rules, job)
+        except ObjectError as exc:
+            conn.send(("object_error", exc.reason, str(exc)))
+        except MemoryError:
+            conn.send(("object_error", "too_large", "out of memory while decoding the object"))
