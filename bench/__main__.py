@@ -1,28 +1,36 @@
 """Benchmark tattletail against the decode floor (and the jq CLI) on one generated bundle.
 
     python -m bench [--files N --records N --seed N] [--bundle DIR] [--keep] [--smoke]
+                    [--repeat N]
 
 Generates a CloudTrail bundle (bench/generate.py) into a temporary directory, or into --bundle
-DIR where it is reused while its parameters match, then runs each measured command as a child
-process of this one, one after the other, on the same bundle:
+DIR where it is reused while its parameters match, byte-compiles the tattletail package, then
+runs each measured command as a child process of this one, one after the other, on the same
+bundle:
 
 * the decode floor (bench/floor.py): gunzip + orjson.loads of every file, in one process;
 * ``tattletail scan --dry-run`` with rules-3.toml and rules-50.toml, with TATTLETAIL_WORKERS=1
   and with the default worker count;
 * the ``jq`` CLI, when installed, with each rule set combined into one program.
 
-Each child is reaped with os.wait4, which gives its wall time, user+sys CPU and ru_maxrss; the
-process tree's resident memory is also sampled from /proc every 50 ms. The report is a markdown
-table on stdout (and in --markdown FILE).
+The floor and the tattletail commands run --repeat times (default 3), interleaved round by
+round, so that a slow phase of a shared machine weighs on every one of them alike; the jq CLI
+runs once. Each child is reaped with os.wait4, which gives its wall time, user+sys CPU and
+ru_maxrss; the process tree's resident memory is also sampled from /proc every 50 ms. The
+report is markdown on stdout (and in --markdown FILE): the issue's targets, each met or not on
+the median of its per-round ratios, then one table row per command (its median run).
 """
 
 import argparse
+import compileall
+import contextlib
 import datetime
 import os
 import platform
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +53,13 @@ SMOKE_FILES, SMOKE_RECORDS = 4, 2_000
 # A CPU-bound single process reading from the page cache gets a whole CPU unless other work
 # competes for it: below this share of its wall time the machine counts as busy.
 CONTENDED = 0.85
+DEFAULT_REPEAT = 3
+FLOOR = "floor"  # the floor's key in the runs of a benchmark (see tattletail_key, jq_key)
+WORKER_SETTINGS: tuple[str | None, ...] = ("1", None)  # TATTLETAIL_WORKERS=1, then unset
+RULE_LABELS = {"3": "README 3 rules", "50": "50-rule pack"}
+# tattletail.settings' default for TATTLETAIL_WORKERS, repeated rather than imported: the bench
+# must not load the package it measures (nor break when a concurrent edit of it does not load).
+DEFAULT_WORKERS = os.cpu_count() or 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,6 +202,7 @@ class Row:
     matches: int | None = None
     note: str = ""
     per_rule: dict[str, int] = field(default_factory=dict)  # rule name -> matches (jq rows)
+    partial: bool = False  # jq ran only the first rules of the set (--jq-limit-rules)
 
 
 @dataclass
@@ -336,7 +352,216 @@ def run_jq(bundle: Bundle, rules: str, limit: int | None, jq: str, scratch: Path
         matches=sum(counts.values()),
         per_rule=per_rule,
         note="gzip -dc piped into jq -c, one combined program; gzip CPU included",
+        partial=len(loaded) < len(every),
     )
+
+
+def tattletail_key(rules: str, workers: str | None) -> str:
+    return f"tattletail {rules} rules, workers={workers or 'default'}"
+
+
+def jq_key(rules: str) -> str:
+    return f"jq {rules} rules"
+
+
+def byte_compile() -> bool:
+    """Write the .pyc of every tattletail module; False when some module failed to compile.
+
+    This environment sets PYTHONDONTWRITEBYTECODE=1, so with an editable install every measured
+    process (and every worker it starts) would compile each module from source again, a cost
+    an installed package, which ships its .pyc, does not pay. Python still reads existing .pyc
+    files under that setting, and writes them here because py_compile ignores it.
+    """
+    # compileall prints its errors on stdout, which carries the report.
+    with contextlib.redirect_stdout(sys.stderr):
+        return bool(compileall.compile_dir(REPO_ROOT / "tattletail", quiet=1))
+
+
+def run_rounds(
+    bundle: Bundle, rule_sets: Sequence[str], command: Sequence[str], repeat: int, scratch: Path
+) -> dict[str, list[Row]]:
+    """Run the floor and every tattletail command ``repeat`` times, round by round.
+
+    Interleaving (rather than N runs of one command, then N of the next) spreads the machine's
+    slow phases over every command, and gives each round its own floor to divide by.
+    """
+    runs: dict[str, list[Row]] = {FLOOR: []}
+    for rules in rule_sets:
+        for workers in WORKER_SETTINGS:
+            runs[tattletail_key(rules, workers)] = []
+    for round_no in range(1, repeat + 1):
+        print(f"bench: round {round_no}/{repeat}: decode floor", file=sys.stderr)
+        runs[FLOOR].append(run_floor(bundle, scratch))
+        for rules in rule_sets:
+            for workers in WORKER_SETTINGS:
+                print(
+                    f"bench: round {round_no}/{repeat}: tattletail {rules} rules, "
+                    f"workers={workers or 'default'}",
+                    file=sys.stderr,
+                )
+                row = run_tattletail(bundle, rules, workers, command, scratch)
+                runs[tattletail_key(rules, workers)].append(row)
+    return runs
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics over repeated runs
+
+
+def median_run(runs: Sequence[Row]) -> Row | None:
+    """The successful run with the median wall time; None when no run succeeded.
+
+    A real run rather than the median of each column, so that the CPU seconds and RSS shown
+    beside a wall time are that run's own. Of an even number of runs, the faster of the two
+    middle ones (statistics.median_low), since there is no middle run to take.
+    """
+    timed = sorted((row.m.wall, i) for i, row in enumerate(runs) if row.m is not None)
+    return runs[timed[(len(timed) - 1) // 2][1]] if timed else None
+
+
+def wall_spread(runs: Sequence[Row]) -> tuple[float, float] | None:
+    """The fastest and the slowest wall time of the successful runs."""
+    walls = [row.m.wall for row in runs if row.m is not None]
+    return (min(walls), max(walls)) if walls else None
+
+
+def rate_ratios(num: Sequence[Row], den: Sequence[Row]) -> list[float]:
+    """records/s of ``num`` over records/s of ``den`` in each round where both succeeded.
+
+    Both read the same bundle, so the ratio of rates is the inverse ratio of wall times.
+    """
+    # Not strict: a rule set left out with --rules has no runs at all, hence no ratios.
+    return [
+        d.m.wall / n.m.wall
+        for n, d in zip(num, den, strict=False)
+        if n.m is not None and d.m is not None
+    ]
+
+
+def median_rate_ratio(num: Sequence[Row], den: Sequence[Row]) -> float | None:
+    """The same ratio from the two median runs, i.e. from the main table's numbers."""
+    n, d = median_run(num), median_run(den)
+    if n is None or d is None or n.m is None or d.m is None:
+        return None
+    return d.m.wall / n.m.wall
+
+
+@dataclass
+class Target:
+    """One of the issue's targets as measured; ``met`` is None when it could not be measured."""
+
+    what: str
+    bar: str
+    met: bool | None
+    value: float | None = None  # the median of per_round, on which ``met`` is decided
+    per_round: list[float] = field(default_factory=list)
+    of_medians: float | None = None
+    measured: str = ""  # the measured value of a target that is not a ratio (match counts)
+    percent: bool = False
+
+
+def at_least(bar: float) -> Callable[[float], bool]:
+    return lambda value: value >= bar
+
+
+def at_most(bar: float) -> Callable[[float], bool]:
+    return lambda value: value <= bar
+
+
+def ratio_target(
+    what: str,
+    bar: str,
+    per_round: list[float],
+    of_medians: float | None,
+    passes: Callable[[float], bool],
+    *,
+    percent: bool = False,
+) -> Target:
+    """A target met when ``passes`` holds for the median of the per-round values.
+
+    The per-round median, not the ratio of the median runs: each round's ratio divides two
+    runs made a few seconds apart, which a slow phase of the machine slows alike, while the
+    two median runs may come from different rounds.
+    """
+    value = statistics.median(per_round) if per_round else None
+    met = None if value is None else passes(value)
+    return Target(what, bar, met, value, per_round, of_medians, percent=percent)
+
+
+def _rules_label(rules: str) -> str:
+    return RULE_LABELS.get(rules, f"{rules} rules")
+
+
+def match_target(rules: str, tattletail: Sequence[Row], jq: Row | None) -> Target:
+    """Whether every successful tattletail run of ``rules`` matched as often as the jq CLI."""
+    what = f"{_rules_label(rules)}: tattletail's matches equal the jq CLI's"
+    bar = "equal"
+    if jq is None or jq.m is None or jq.matches is None:
+        why = f" ({jq.note})" if jq is not None and jq.note else ""
+        return Target(what, bar, None, measured=f"the jq CLI did not run{why}")
+    if jq.partial:
+        return Target(
+            what, bar, None, measured=f"the jq CLI ran only {len(jq.per_rule)} of the rules"
+        )
+    counts = sorted({r.matches for r in tattletail if r.m is not None and r.matches is not None})
+    if not counts:
+        return Target(what, bar, None, measured="no tattletail run reported its matches")
+    shown = " / ".join(f"{c:,}" for c in counts)
+    if len(counts) > 1:
+        shown += " (differ between runs)"
+    return Target(
+        what, bar, counts == [jq.matches], measured=f"tattletail {shown}; jq CLI {jq.matches:,}"
+    )
+
+
+def build_targets(runs: dict[str, list[Row]], workers: int = DEFAULT_WORKERS) -> list[Target]:
+    """The issue's targets, in its order, from the runs of one benchmark (keyed as run_rounds
+    and main key them); a target whose rows did not run is there, not measured."""
+    floor = runs.get(FLOOR, [])
+
+    def of(rules: str, setting: str | None) -> list[Row]:
+        return runs.get(tattletail_key(rules, setting), [])
+
+    default = f"default workers ({workers})"
+    targets: list[Target] = []
+    for setting, bar in ((None, 1.0), ("1", 0.6)):
+        for rules in RULE_SETS:
+            who = default if setting is None else "1 worker"
+            targets.append(
+                ratio_target(
+                    f"{_rules_label(rules)}, {who}: records/s ÷ the floor's",
+                    f">= {bar:.1f}",
+                    rate_ratios(of(rules, setting), floor),
+                    median_rate_ratio(of(rules, setting), floor),
+                    at_least(bar),
+                )
+            )
+    three, fifty = of("3", None), of("50", None)
+    from_medians = median_rate_ratio(fifty, three)
+    targets.append(
+        ratio_target(
+            f"3 -> 50 rules, {default}: cost = 1 - rate50/rate3",
+            "<= 25%",
+            [1 - ratio for ratio in rate_ratios(fifty, three)],
+            None if from_medians is None else 1 - from_medians,
+            at_most(0.25),
+            percent=True,
+        )
+    )
+    for rules in RULE_SETS:
+        targets.append(
+            ratio_target(
+                f"{_rules_label(rules)}: records/s of {default} ÷ of 1 worker",
+                ">= 1.6",
+                rate_ratios(of(rules, None), of(rules, "1")),
+                median_rate_ratio(of(rules, None), of(rules, "1")),
+                at_least(1.6),
+            )
+        )
+    for rules in RULE_SETS:
+        jq = runs.get(jq_key(rules))
+        targets.append(match_target(rules, of(rules, "1") + of(rules, None), jq[0] if jq else None))
+    return targets
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,8 +617,87 @@ def _load() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
-def render(rows: list[Row], bundle: Bundle, info: dict[str, str], reused: bool) -> str:
-    floor = next((r.m for r in rows if r.what.startswith("decode floor") and r.m), None)
+def _cell(text: str) -> str:
+    """Text safe in a markdown table cell (a stderr tail in a note can hold a pipe)."""
+    return text.replace("|", "\\|")
+
+
+def _value(value: float | None, percent: bool) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0%}" if percent else f"{value:.2f}"
+
+
+def render_targets(targets: Sequence[Target]) -> list[str]:
+    lines = [
+        "### Targets",
+        "",
+        "Each ratio divides records/s measured in the same round (the cost is 1 minus one), so a "
+        "slow phase of the machine weighs on both sides of it. *Met* is decided on the median of "
+        "the per-round values, the steadier statistic; *from medians* is the same ratio from the "
+        "median runs of the table below, which may come from different rounds.",
+        "",
+        "| target | bar | median of rounds | per round | from medians | met |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for t in targets:
+        measured = _cell(t.measured) if t.measured else _value(t.value, t.percent)
+        per_round = " / ".join(_value(v, t.percent) for v in t.per_round) or "-"
+        met = "not measured" if t.met is None else ("yes" if t.met else "no")
+        lines.append(
+            f"| {t.what} | {t.bar} | {measured} | {per_round} "
+            f"| {_value(t.of_medians, t.percent)} | {met} |"
+        )
+    return lines
+
+
+def series_note(runs: Sequence[Row]) -> str:
+    """The note of a row's median run, plus what the other runs did differently."""
+    median = median_run(runs)
+    failed = [row for row in runs if row.m is None]
+    if median is None and len(runs) == 1:
+        return runs[0].note
+    notes = [median.note] if median is not None and median.note else []
+    if failed:
+        notes.append(f"failed in {len(failed)} of {len(runs)} runs: {failed[0].note}")
+    counts = sorted({r.matches for r in runs if r.m is not None and r.matches is not None})
+    if len(counts) > 1:
+        notes.append("matches differ between runs: " + ", ".join(f"{c:,}" for c in counts))
+    return "; ".join(notes)
+
+
+def busy_note(floor: Sequence[Row]) -> str:
+    """Why the wall times may be inflated, from the floor's share of a CPU; "" when idle."""
+    shares = [row.m.cpu / row.m.wall for row in floor if row.m is not None and row.m.wall > 0]
+    busy = [share for share in shares if share < CONTENDED]
+    if not busy:
+        return ""
+    return (
+        f". **The machine was busy**: the single-threaded floor got as little as "
+        f"{min(shares):.0%} of a CPU ({len(busy)} of its {len(shares)} runs under "
+        f"{CONTENDED:.0%}), so wall times (and the rates derived from them) are inflated; CPU "
+        "seconds and the per-round ratios are the steadier comparison"
+    )
+
+
+def render(
+    runs: dict[str, list[Row]],
+    bundle: Bundle,
+    info: dict[str, str],
+    reused: bool,
+    *,
+    compiled: bool = True,
+    workers: int = DEFAULT_WORKERS,
+) -> str:
+    """The report: machine and bundle, the targets, then one row per command (its median run).
+
+    ``runs`` maps each command's key (FLOOR, tattletail_key, jq_key) to its runs, one per
+    round (one in all for jq), in the order of the table.
+    """
+    floor_runs = runs.get(FLOOR, [])
+    floor_row = median_run(floor_runs)
+    floor = floor_row.m if floor_row is not None else None
+    rounds = len(floor_runs)
     mb = bundle.raw_bytes / 1e6
     lines = [
         f"## tattletail benchmark, {info['date']}",
@@ -402,49 +706,77 @@ def render(rows: list[Row], bundle: Bundle, info: dict[str, str], reused: bool) 
         f"- Python: {info['python']}; jq: {info['jq']}; tattletail at {info['revision']} "
         "(plus any uncommitted changes)",
         f"- Load average (1/5/15 min): {info['load_before']} before, {info['load_after']} after"
-        + (
-            f". **The machine was busy**: the single-threaded floor got "
-            f"{floor.cpu / floor.wall:.0%} of a CPU, so wall times (and the rates derived from "
-            "them) are inflated; CPU seconds are the steadier comparison"
-            if floor and floor.cpu < CONTENDED * floor.wall
-            else ""
-        ),
+        + busy_note(floor_runs),
         f"- Bundle: {bundle.files} files, {bundle.records:,} records, {mb:.1f} MB of JSON "
         f"({bundle.gz_bytes / 1e6:.1f} MB gzipped), seed {bundle.seed}"
         + (" (reused)" if reused else ""),
+        f"- Rounds: {rounds} (the floor and each tattletail row once per round, interleaved); "
+        "the jq CLI once",
         "",
-        "| what | records/s | MB/s | wall s | CPU s | peak RSS MB | tree RSS MB | matches "
-        "| × floor wall | × floor CPU | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *render_targets(build_targets(runs, workers)),
+        "",
+        "### Measurements",
+        "",
+        "| what | runs | records/s | MB/s | wall s | wall s min–max | CPU s | peak RSS MB "
+        "| tree RSS MB | matches | × floor wall | × floor CPU | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for row in rows:
-        m = row.m
-        cells = [row.what]
-        if m is None:
-            cells += ["-"] * 9
+    for series in runs.values():
+        if not series:
+            continue
+        median = median_run(series)
+        done = sum(row.m is not None for row in series)
+        cells = [
+            (median or series[0]).what,
+            str(done) if done == len(series) else f"{done} of {len(series)}",
+        ]
+        m = median.m if median is not None else None
+        spread = wall_spread(series)
+        if median is None or m is None or spread is None:
+            cells += ["-"] * 10
         else:
             cells += [
                 f"{bundle.records / m.wall:,.0f}",
                 f"{mb / m.wall:.1f}",
                 f"{m.wall:.2f}",
+                f"{spread[0]:.2f}–{spread[1]:.2f}" if done > 1 else "-",
                 f"{m.cpu:.2f}",
                 f"{m.max_rss_kb / 1024:.0f}",
                 f"{m.tree_rss_kb / 1024:.0f}",
-                "-" if row.matches is None else f"{row.matches:,}",
+                "-" if median.matches is None else f"{median.matches:,}",
                 _num(m.wall / floor.wall if floor else None, ".2f"),
                 _num(m.cpu / floor.cpu if floor and floor.cpu else None, ".2f"),
             ]
-        cells.append(row.note)
+        cells.append(_cell(series_note(series)))
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Each row is one child process (jq: a `gzip -dc | jq` pipeline) reaped with `os.wait4`, "
+        f"The decode floor and the tattletail rows ran {rounds} times each, interleaved round by "
+        "round (the floor, then each tattletail row, then the next round), so that slow phases of "
+        "the shared machine hit every row alike; the jq CLI rows ran once, after the rounds. A "
+        "row shows its median run: the run with the median wall time (of an even number of runs, "
+        "the faster of the two middle ones), and that same run's CPU seconds, RSS and matches, so "
+        "that the numbers of a row belong together; *wall s min–max* is the spread of the wall "
+        "times over the runs, and *runs* counts the runs that succeeded. *records/s*, *MB/s* and "
+        "the *× floor* columns use the median runs. "
+        "Each run is one child process (jq: a `gzip -dc | jq` pipeline) reaped with `os.wait4`, "
         "run one after the other after a warm-up read of every file; tattletail runs "
         "`scan --dry-run` with its alerts on stdout going to /dev/null. "
-        "*CPU s* is user+sys from `wait4`, which includes any worker processes the child reaped. "
-        "*Peak RSS* is the largest `ru_maxrss` that `wait4` reports: one process's peak, the "
-        "child's or one of its reaped workers'. *Tree RSS* is the peak of the summed VmRSS of the "
-        "child and all its descendants, sampled from /proc every 50 ms. "
+        + (
+            "Before the first run the tattletail package was byte-compiled (`compileall`): this "
+            "environment sets PYTHONDONTWRITEBYTECODE=1, under which an editable install would "
+            "compile every module from source again in every process, which an installed "
+            "package, shipped with its .pyc files, does not do (Python still reads existing "
+            ".pyc files under that setting). "
+            if compiled
+            else "Byte-compiling the tattletail package (`compileall`) failed for some module, "
+            "which every process therefore compiled from source again (this environment sets "
+            "PYTHONDONTWRITEBYTECODE=1): the tattletail rows include that cost. "
+        )
+        + "*CPU s* is user+sys from `wait4`, which includes any worker processes the child "
+        "reaped. *Peak RSS* is the largest `ru_maxrss` that `wait4` reports: one process's peak, "
+        "the child's or one of its reaped workers'. *Tree RSS* is the peak of the summed VmRSS of "
+        "the child and all its descendants, sampled from /proc every 50 ms. "
         "*MB/s* counts uncompressed JSON. *Matches* is tattletail's own count (from its summary "
         "line) or, for jq, the number of (rule, record) matches it printed. The jq program runs "
         "every rule on every record with tattletail's semantics (first output; null, false, no "
@@ -475,6 +807,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"tiny bundle ({SMOKE_FILES} files, {SMOKE_RECORDS} records) for CI",
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=DEFAULT_REPEAT,
+        metavar="N",
+        help="run the floor and the tattletail rows N times, interleaved; the report shows "
+        "medians (default: %(default)s); the jq CLI runs once",
+    )
+    parser.add_argument(
         "--rules", choices=sorted(RULE_SETS), action="append", help="rule sets (default: all)"
     )
     parser.add_argument(
@@ -499,6 +839,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--strict", action="store_true", help="exit 1 when any row failed or was skipped"
     )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.smoke:
         args.files, args.records = SMOKE_FILES, SMOKE_RECORDS
     return args
@@ -516,31 +858,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (FileExistsError, ValueError) as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 2
+        compiled = byte_compile()
+        if not compiled:
+            print("bench: byte-compiling tattletail failed for some module", file=sys.stderr)
         warm_page_cache(bundle)
         load_before = _load()
         with tempfile.TemporaryDirectory(prefix="tattletail-bench-logs-") as scratch_dir:
             scratch = Path(scratch_dir)
-            rows = [run_floor(bundle, scratch)]
             command = shlex.split(args.tattletail_cmd)
-            for rules in rule_sets:
-                for workers in ("1", None):
-                    print(
-                        f"bench: tattletail {rules} rules, workers={workers or 'default'}",
-                        file=sys.stderr,
-                    )
-                    rows.append(run_tattletail(bundle, rules, workers, command, scratch))
+            runs = run_rounds(bundle, rule_sets, command, args.repeat, scratch)
             jq = shutil.which("jq")
             for rules in jq_sets:
                 if jq is None:
-                    rows.append(Row(f"jq CLI, {rules} rules", None, note="jq not installed"))
-                    continue
-                print(f"bench: jq {rules} rules", file=sys.stderr)
-                rows.append(run_jq(bundle, rules, args.jq_limit_rules, jq, scratch))
+                    row = Row(f"jq CLI, {rules} rules", None, note="jq not installed")
+                else:
+                    print(f"bench: jq {rules} rules", file=sys.stderr)
+                    row = run_jq(bundle, rules, args.jq_limit_rules, jq, scratch)
+                runs[jq_key(rules)] = [row]
         info = machine_info()
         info["load_before"], info["load_after"] = load_before, _load()
-        report = render(rows, bundle, info, reused)
+        report = render(runs, bundle, info, reused, compiled=compiled)
         if args.match_counts:
-            report += render_match_counts(rows)
+            report += render_match_counts([row for series in runs.values() for row in series])
     finally:
         if temporary and not args.keep:
             shutil.rmtree(path, ignore_errors=True)
@@ -549,7 +888,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report, end="")
     if args.markdown:
         args.markdown.write_text(report)
-    failed = any(row.m is None for row in rows)
+    failed = any(row.m is None for series in runs.values() for row in series)
     return 1 if args.strict and failed else 0
 
 
