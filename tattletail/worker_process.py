@@ -7,9 +7,11 @@ every worker pays its imports at every cold start.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -40,9 +42,32 @@ def scrub_environment() -> None:
             del os.environ[name]
 
 
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one log file.
+
+    Decoded records are trees of dicts, lists and strings, with no reference cycle for it to
+    find, yet each collection it starts while a file's records are alive walks all of them:
+    about a quarter of the decode time. Reference counting still frees everything at once;
+    any cycle evaluation leaves behind is collected once the file is done.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def serve(conn: Connection, rules: RuleSet, job: Job) -> None:
     """Gunzip, decode and evaluate one log file, replying once per batch of records, so the
     supervisor can bound each batch's time and keep what finished before an overrun."""
+    with cyclic_gc_paused():
+        _serve_file(conn, rules, job)
+
+
+def _serve_file(conn: Connection, rules: RuleSet, job: Job) -> None:
     started = time.process_time()
     records = decode_records(decompress(job.payload, job.max_bytes))
     batches = range(0, len(records), job.batch_size)
