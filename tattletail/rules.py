@@ -67,6 +67,8 @@ def interpret(first_output: Any, record: dict[str, Any]) -> tuple[bool, Any]:
     """(matched, annotation) for a rule's first output on a record: the matching contract."""
     if first_output is NO_OUTPUT or first_output is None or first_output is False:
         return False, None
+    if first_output is record:
+        return True, None
     if isinstance(first_output, dict) and (
         first_output == record
         or (first_output.keys() == record.keys() and first_output == _through_double(record))
@@ -221,6 +223,9 @@ class _Program:
                     self.indexed[path] = required.pop(path)
             if gate is not None and gate.reads is not None and _on_index(gate.reads):
                 self.key_gate, gate = gate, None
+        # The whole program is its key gate: its output is the same for every record with the
+        # same index key, so the index can keep the output itself.
+        self.decided_by_key = self.key_gate is not None and self.key_gate is native
         self._other_required = tuple(required.items())
         self._gate = gate
         # The hot loop decides a gate with these two alone when it can: see gate_opens().
@@ -356,6 +361,7 @@ class CompiledRule:
         # Checked once per index key by RuleSet's index; the rest by the program.
         self.indexed = match.indexed
         self.key_gate = match.key_gate
+        self.decided_by_key = match.decided_by_key
         self.gate_value = match.gate_value
         self.gate_memo = match.gate_memo
         self.gate_opens = match.gate_opens
@@ -389,6 +395,10 @@ def _utc_now() -> datetime:
 
 
 IndexKey = tuple[Any, ...]
+# A rule as the index hands it to the hot loop, its attributes unpacked once per key: the rule,
+# its first_output, its gate's memo_value and memo (or None), and its output when the index
+# knows it (_IDENTITY for the record itself; else _UNKNOWN).
+_Candidate = tuple["CompiledRule", Callable[..., Any], Callable[[Any], Any] | None, dict, Any]
 
 
 def _index_key_function(paths: Sequence[tuple[str, ...]]) -> Callable[[dict[str, Any]], IndexKey]:
@@ -451,7 +461,7 @@ class RuleSet:
                 used.update(rule.key_gate.reads)
         self._paths = tuple(path for path in INDEX_PATHS if path in used)
         self._index_key = _index_key_function(self._paths)
-        self._candidates_by_key: dict[IndexKey, tuple[CompiledRule, ...]] = {}
+        self._candidates_by_key: dict[IndexKey, tuple[_Candidate, ...]] = {}
 
     def _slow_key(self, record: dict[str, Any]) -> IndexKey:
         """The key of a record holding an object or array at an index path: those parts become
@@ -468,7 +478,7 @@ class RuleSet:
             parts.append(_NOT_AN_OBJECT if isinstance(value, dict | list) else value)
         return tuple(parts)
 
-    def _candidates_for(self, record: dict[str, Any]) -> tuple[CompiledRule, ...]:
+    def _candidates_for(self, record: dict[str, Any]) -> tuple[_Candidate, ...]:
         try:
             key = self._index_key(record)
             return self._candidates_by_key[key]
@@ -479,7 +489,7 @@ class RuleSet:
             found = self._candidates_by_key.get(key)
             return found if found is not None else self._candidates(key, record)
 
-    def _candidates(self, key: IndexKey, record: dict[str, Any]) -> tuple[CompiledRule, ...]:
+    def _candidates(self, key: IndexKey, record: dict[str, Any]) -> tuple[_Candidate, ...]:
         """The rules that may match a record with this key, in config order; `record` is the
         first record seen with it."""
         values = dict(zip(self._paths, key, strict=True))
@@ -487,15 +497,25 @@ class RuleSet:
         for rule in self.rules:
             if not all(values[path] in allowed for path, allowed in rule.indexed.items()):
                 continue
+            known: Any = _UNKNOWN
             gate = rule.key_gate
             if (
                 gate is not None
                 and gate.reads is not None
                 and all(values[path] is None or type(values[path]) is str for path in gate.reads)
-                and gate_opens(gate, record) is False
             ):
-                continue
-            found.append(rule)
+                try:
+                    output = gate.first_output(record)
+                except Fallback:
+                    output = _UNKNOWN
+                if output is NO_OUTPUT or output is None or output is False:
+                    continue
+                if rule.decided_by_key:
+                    if output is record:
+                        known = _IDENTITY
+                    elif output is not _UNKNOWN and isinstance(output, str | int | float):
+                        known = output
+            found.append((rule, rule.first_output, rule.gate_value, rule.gate_memo, known))
         if len(self._candidates_by_key) >= _INDEX_LIMIT:
             self._candidates_by_key.clear()
         self._candidates_by_key[key] = candidates = tuple(found)
@@ -509,8 +529,8 @@ class RuleSet:
         now = self._now()
         index_key = self._index_key
         by_key = self._candidates_by_key
-        # The hot loop: every record times every candidate rule. The common outcome (no
-        # candidate, or no output) is decided here, without a further call.
+        # The hot loop: every record times every candidate rule. The common outcomes (no
+        # candidate, a gate closed, an output the index knows) are decided here, without a call.
         for record in records:
             try:
                 candidates = by_key[index_key(record)]
@@ -518,17 +538,22 @@ class RuleSet:
                 candidates = self._candidates_for(record)
             if not candidates:
                 continue
-            text = _LazyText(record)
-            for rule in candidates:
+            text = None
+            for rule, first_output, gate_value, gate_memo, known in candidates:
                 if skip and rule.index in skip:
                     continue
-                # A gate decided before for this value is answered inline, without a call.
-                if rule.gate_value is not None:
-                    opens = rule.gate_memo.get(rule.gate_value(record))
+                if text is None:
+                    text = _LazyText(record)
+                if known is not _UNKNOWN:
+                    output = record if known is _IDENTITY else known
+                    _record_match(rule, record, text, output, result, now)
+                    continue
+                if gate_value is not None:
+                    opens = gate_memo.get(gate_value(record))
                     if opens is False or (opens is None and not rule.gate_opens(record)):
                         continue
                 try:
-                    output = rule.first_output(record, text)
+                    output = first_output(record, text)
                 except RuleRuntimeError as exc:
                     _count_error(rule, record, str(exc), result)
                     continue
@@ -548,7 +573,10 @@ class RuleSet:
         result = Evaluation(records=len(records))
         now = self._now()
         texts = [_LazyText(record) for record in records]
-        candidates = [frozenset(map(id, self._candidates_for(record))) for record in records]
+        candidates = [
+            frozenset(id(candidate[0]) for candidate in self._candidates_for(record))
+            for record in records
+        ]
         for rule in self.rules:
             if rule.index in skip:
                 continue

@@ -142,15 +142,35 @@ def test_memo_value_is_unkeyed_unless_strings_or_nulls_through_objects() -> None
     assert value({"userIdentity": {"sessionContext": {"ec2RoleDelivery": 2}}}) is UNKEYED
 
 
+def candidate_names(rules: RuleSet, record: dict[str, Any]) -> list[str]:
+    return [candidate[0].name for candidate in rules._candidates_for(record)]
+
+
 def test_a_key_gate_leaves_a_rule_out_of_the_keys_it_closes() -> None:
     rules = RuleSet(GATED_RULES)
-    names = [rule.name for rule in rules._candidates_for({"eventName": "Get"})]
     # Only the gates that read unindexed fields are left to decide per record.
-    assert names == ["agent", "instance"]
-    names = [rule.name for rule in rules._candidates_for({"eventName": "AttachUserPolicy"})]
-    assert names == ["agent", "attach", "instance"]
+    assert candidate_names(rules, {"eventName": "Get"}) == ["agent", "instance"]
+    attach = {"eventName": "AttachUserPolicy"}
+    assert candidate_names(rules, attach) == ["agent", "attach", "instance"]
     root = {"eventName": "Get", "userIdentity": {"type": "Root"}, "eventType": "AwsApiCall"}
-    assert [rule.name for rule in rules._candidates_for(root)] == ["agent", "root", "instance"]
+    assert candidate_names(rules, root) == ["agent", "root", "instance"]
+
+
+def test_the_index_keeps_the_output_of_a_rule_decided_by_indexed_fields() -> None:
+    by_key = next(rule for rule in GATED_RULES if rule.name == "by-key")
+    select = RuleSource("select", 'select(.eventName | test("^Put"))')
+    rules = RuleSet([by_key, select])
+    records = [{"eventName": "PutUserPolicy", "awsRegion": "eu-west-1", "n": n} for n in range(3)]
+    (first, known_output), (second, _) = [
+        (candidate[0].name, candidate[4]) for candidate in rules._candidates_for(records[0])
+    ]
+    assert (first, known_output) == ("by-key", "eu-west-1")
+    assert second == "select"
+    evaluation = rules.evaluate(records)
+    assert [(m.rule_index, m.annotation, m.record["n"]) for m in evaluation.matches] == [
+        (0, "eu-west-1", 0), (1, None, 0), (0, "eu-west-1", 1), (1, None, 1),
+        (0, "eu-west-1", 2), (1, None, 2),
+    ]  # fmt: skip
 
 
 def test_a_memo_gate_decides_once_per_value() -> None:
