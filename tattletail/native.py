@@ -2937,10 +2937,12 @@ UNKEYED: Final = _SLOW
 
 
 def _memo_value_function(reads: tuple[tuple[str, ...], ...]) -> Callable[[Any], Any]:
-    """Like memo_key for a dict record whose values at ``reads`` are strings or nulls reached
-    through objects: the value itself for one path, their tuple for several; UNKEYED for any
-    other record.  One call per record, where it runs for every record."""
-    fast = [_string_or_null_getter(path) for path in reads]
+    """Like memo_key for a dict record whose values at ``reads`` are strings, booleans or nulls
+    reached through objects: the value itself for one path, their tuple for several; UNKEYED
+    for any other record.  (Those three types never compare equal to one another, so the value
+    keeps JSON types apart as memo_key does.)  One call per record, where it runs for every
+    record: single paths of one or two keys without a loop."""
+    fast = [_scalar_getter(path) for path in reads]
     if len(fast) == 1:
         return fast[0]
 
@@ -2949,6 +2951,31 @@ def _memo_value_function(reads: tuple[tuple[str, ...], ...]) -> Callable[[Any], 
         return UNKEYED if _SLOW in values else values
 
     return value_of
+
+
+def _scalar_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """The string, boolean or null at ``path`` of a record, or _SLOW for anything else."""
+    if len(path) == 1:
+        (k,) = path
+
+        def get1(record: dict[str, Any]) -> Any:
+            v = record.get(k)
+            return v if v.__class__ is str or v is None or v.__class__ is bool else _SLOW
+
+        return get1
+
+    def get_n(record: dict[str, Any]) -> Any:
+        v: Any = record
+        for k in path:
+            if v.__class__ is dict:
+                v = v.get(k)
+            elif v is None:
+                return None
+            else:
+                return _SLOW
+        return v if v.__class__ is str or v is None or v.__class__ is bool else _SLOW
+
+    return get_n
 
 
 def _string_or_null_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:

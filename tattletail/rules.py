@@ -22,6 +22,18 @@ import orjson
 
 from tattletail.native import NO_OUTPUT, UNKEYED, Fallback, NativeProgram, compile_native
 from tattletail.records import RecordJSON
+from tattletail.rule_index import (
+    IDENTITY,
+    INDEX_PATHS,
+    UNKNOWN,
+    Candidate,
+    IndexKey,
+    Plan,
+    index_key_function,
+    on_index,
+    plan_function,
+    slow_key,
+)
 
 # Per rule and per object, how many runtime errors are kept with their message (all are counted).
 ERROR_SAMPLES_PER_RULE = 5
@@ -213,7 +225,7 @@ class _Program:
         self.key_gate: NativeProgram | None = None
         gate: NativeProgram | None = None
         if native is not None:
-            if native.evaluable and native.reads is not None and _on_index(native.reads):
+            if native.evaluable and native.reads is not None and on_index(native.reads):
                 gate = native  # decided entirely by indexed fields
             elif native.gate is not None:
                 gate = native.gate
@@ -221,7 +233,7 @@ class _Program:
             for path in list(required):
                 if path in INDEX_PATHS:
                     self.indexed[path] = required.pop(path)
-            if gate is not None and gate.reads is not None and _on_index(gate.reads):
+            if gate is not None and gate.reads is not None and on_index(gate.reads):
                 self.key_gate, gate = gate, None
         # The whole program is its key gate: its output is the same for every record with the
         # same index key, so the index can keep the output itself.
@@ -231,6 +243,9 @@ class _Program:
         # The hot loop decides a gate with these two alone when it can: see gate_opens().
         self.gate_value = gate.memo_value if gate is not None else None
         self.gate_memo: dict[Any, bool] = {}
+        self.gate_path = (
+            gate.reads[0] if gate is not None and gate.reads and len(gate.reads) == 1 else None
+        )
         self._native = native if native is not None and native.evaluable else None
         self._memoised = self._native is not None and self._native.reads is not None
         self._identity_output = self._native is not None and self._native.identity_output
@@ -316,30 +331,11 @@ def gate_opens(gate: NativeProgram, record: dict[str, Any]) -> bool | None:
     return not (output is NO_OUTPUT or output is None or output is False)
 
 
-# Record paths the index may key on: each takes few distinct values in CloudTrail, so the
-# table of candidate rules per combination stays small.
-INDEX_PATHS: tuple[tuple[str, ...], ...] = (
-    ("eventName",),
-    ("eventSource",),
-    ("errorCode",),
-    ("eventType",),
-    ("eventCategory",),
-    ("awsRegion",),
-    ("recipientAccountId",),
-    ("userIdentity", "type"),
-)
 # Distinct index keys kept; past it the table restarts (it is only a cache).
 _INDEX_LIMIT = 65536
 
 _UNKNOWN = object()
 _IDENTITY = object()
-# An index key's part for a value jq cannot read a field of (a string where an object is
-# expected): never equal to a value a record holds.
-_NOT_AN_OBJECT = object()
-
-
-def _on_index(paths: Sequence[tuple[str, ...]]) -> bool:
-    return all(path in INDEX_PATHS for path in paths)
 
 
 @dataclass(frozen=True)
@@ -365,6 +361,7 @@ class CompiledRule:
         self.gate_value = match.gate_value
         self.gate_memo = match.gate_memo
         self.gate_opens = match.gate_opens
+        self.gate_path = match.gate_path
         # Bound once: the per-record hot path pays no extra call for the indirection.
         self.first_output: Callable[[dict[str, Any], _LazyText], Any] = match.first_output
         self.title = (
@@ -394,47 +391,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-IndexKey = tuple[Any, ...]
-# A rule as the index hands it to the hot loop, its attributes unpacked once per key: the rule,
-# its first_output, its gate's memo_value and memo (or None), and its output when the index
-# knows it (_IDENTITY for the record itself; else _UNKNOWN).
-_Candidate = tuple["CompiledRule", Callable[..., Any], Callable[[Any], Any] | None, dict, Any]
-
-
-def _index_key_function(paths: Sequence[tuple[str, ...]]) -> Callable[[dict[str, Any]], IndexKey]:
-    """A function giving a record's values at `paths`, generated as straight-line code: it runs
-    once per record, and a loop over the paths would cost more than all the rules it spares.
-
-    A part is the value itself (two records with equal keys hold equal values there); on the
-    way down a nested path, a missing key or null gives None, and any other non-object gives
-    _NOT_AN_OBJECT (jq raises an error there, where it reads null through a missing key). It
-    raises TypeError when a value is an object or array (unhashable): see RuleSet._slow_key.
-    """
-    lines = ["def index_key(record):", "    get = record.get"]
-    parts = []
-    for number, path in enumerate(paths):
-        lines.append(f"    v{number} = get({path[0]!r})")
-        for key in path[1:]:
-            lines.append(
-                f"    v{number} = v{number}.get({key!r}) if v{number}.__class__ is dict"
-                f" else (None if v{number} is None else NOT_AN_OBJECT)"
-            )
-        parts.append(f"v{number}")
-    lines.append(f"    return ({', '.join(parts)},)")
-    namespace: dict[str, Any] = {"NOT_AN_OBJECT": _NOT_AN_OBJECT}
-    exec("\n".join(lines), namespace)  # noqa: S102 - the text is built above from literals
-    function: Callable[[dict[str, Any]], IndexKey] = namespace["index_key"]
-    return function
-
-
 class RuleSet:
     """Rules compiled once per process, with an index that skips rules a record cannot match.
 
-    The index maps a record's values at INDEX_PATHS (those some rule uses) to the rules that
-    may match it: a rule drops out for a key when its prefilter rules the values out, or when
-    its key gate has no output on them (decided on the first record with that key, and only
-    when every value the gate reads is a string or null, so every record with the key gets the
-    same answer).
+    The index (see tattletail.rule_index) maps a record's values at INDEX_PATHS (those some
+    rule uses) to the rules that may match it: a rule drops out for a key when its prefilter
+    rules the values out, or when its key gate has no output on them (decided on the first
+    record with that key, and only when every value the gate reads is a string or null, so
+    every record with the key gets the same answer). The rules left run as the key's plan.
 
     A disabled rule keeps its index (matches name rules by their position in the config) but
     is neither compiled nor evaluated. `now` decides which suppressions have expired; it is
@@ -460,36 +424,26 @@ class RuleSet:
             if rule.key_gate is not None and rule.key_gate.reads is not None:
                 used.update(rule.key_gate.reads)
         self._paths = tuple(path for path in INDEX_PATHS if path in used)
-        self._index_key = _index_key_function(self._paths)
-        self._candidates_by_key: dict[IndexKey, tuple[_Candidate, ...]] = {}
+        self._index_key = index_key_function(self._paths)
+        self._candidates_by_key: dict[IndexKey, tuple[Candidate, ...]] = {}
+        self._plans_by_key: dict[IndexKey, Plan | None] = {}
+        # Plans by what they run: keys with the same candidates share one.
+        self._plans: dict[tuple[Any, ...], Plan] = {}
 
-    def _slow_key(self, record: dict[str, Any]) -> IndexKey:
-        """The key of a record holding an object or array at an index path: those parts become
-        _NOT_AN_OBJECT, which no prefilter or gate decision accepts."""
-        parts = []
-        for path in self._paths:
-            value: Any = record
-            for key in path:
-                if value.__class__ is dict:
-                    value = value.get(key)
-                elif value is not None:
-                    value = _NOT_AN_OBJECT
-                    break
-            parts.append(_NOT_AN_OBJECT if isinstance(value, dict | list) else value)
-        return tuple(parts)
-
-    def _candidates_for(self, record: dict[str, Any]) -> tuple[_Candidate, ...]:
+    def _key(self, record: dict[str, Any]) -> IndexKey:
         try:
             key = self._index_key(record)
-            return self._candidates_by_key[key]
-        except KeyError:
-            return self._candidates(key, record)
+            hash(key)
         except TypeError:
-            key = self._slow_key(record)
-            found = self._candidates_by_key.get(key)
-            return found if found is not None else self._candidates(key, record)
+            key = slow_key(record, self._paths)
+        return key
 
-    def _candidates(self, key: IndexKey, record: dict[str, Any]) -> tuple[_Candidate, ...]:
+    def _candidates_for(self, record: dict[str, Any]) -> tuple[Candidate, ...]:
+        key = self._key(record)
+        found = self._candidates_by_key.get(key)
+        return found if found is not None else self._candidates(key, record)
+
+    def _candidates(self, key: IndexKey, record: dict[str, Any]) -> tuple[Candidate, ...]:
         """The rules that may match a record with this key, in config order; `record` is the
         first record seen with it."""
         values = dict(zip(self._paths, key, strict=True))
@@ -497,7 +451,7 @@ class RuleSet:
         for rule in self.rules:
             if not all(values[path] in allowed for path, allowed in rule.indexed.items()):
                 continue
-            known: Any = _UNKNOWN
+            known: Any = UNKNOWN
             gate = rule.key_gate
             if (
                 gate is not None
@@ -507,59 +461,70 @@ class RuleSet:
                 try:
                     output = gate.first_output(record)
                 except Fallback:
-                    output = _UNKNOWN
+                    output = UNKNOWN
                 if output is NO_OUTPUT or output is None or output is False:
                     continue
                 if rule.decided_by_key:
                     if output is record:
-                        known = _IDENTITY
-                    elif output is not _UNKNOWN and isinstance(output, str | int | float):
+                        known = IDENTITY
+                    elif output is not UNKNOWN and isinstance(output, str | int | float):
                         known = output
-            found.append((rule, rule.first_output, rule.gate_value, rule.gate_memo, known))
+            found.append(
+                Candidate(
+                    rule,
+                    rule.first_output,
+                    rule.gate_value,
+                    rule.gate_memo,
+                    rule.gate_opens,
+                    rule.gate_path,
+                    known,
+                )
+            )
         if len(self._candidates_by_key) >= _INDEX_LIMIT:
             self._candidates_by_key.clear()
+            self._plans_by_key.clear()
+            self._plans.clear()
         self._candidates_by_key[key] = candidates = tuple(found)
         return candidates
+
+    def _plan_for(
+        self, record: dict[str, Any], skip: frozenset[int], plans: dict[IndexKey, Plan | None]
+    ) -> Plan | None:
+        """The plan for a record's key (None: no candidate), made and kept in `plans`."""
+        key = self._key(record)
+        candidates = self._candidates_by_key.get(key)
+        if candidates is None:
+            candidates = self._candidates(key, record)
+        if skip:
+            candidates = tuple(c for c in candidates if c.rule.index not in skip)
+        plan = None
+        if candidates:
+            # The known output's type too: a plan for True must not serve 1.
+            signature = tuple((c.rule.index, type(c.known), c.known) for c in candidates)
+            plan = self._plans.get(signature)
+            if plan is None:
+                plan = self._plans[signature] = plan_function(candidates, _PLAN_HELPERS)
+        plans[key] = plan
+        return plan
 
     def evaluate(
         self, records: Sequence[dict[str, Any]], skip: frozenset[int] = frozenset()
     ) -> Evaluation:
-        """Every rule on every record, record by record (the fast order)."""
+        """Every rule on every record, record by record (the fast order); the rules in `skip`
+        (by index) are left out."""
         result = Evaluation(records=len(records))
         now = self._now()
         index_key = self._index_key
-        by_key = self._candidates_by_key
-        # The hot loop: every record times every candidate rule. The common outcomes (no
-        # candidate, a gate closed, an output the index knows) are decided here, without a call.
+        # With rules to skip (after a time-out), plans without them, for this call only.
+        plans = self._plans_by_key if not skip else {}
+        # The hot loop: one lookup and at most one call per record.
         for record in records:
             try:
-                candidates = by_key[index_key(record)]
+                plan = plans[index_key(record)]
             except (KeyError, TypeError):
-                candidates = self._candidates_for(record)
-            if not candidates:
-                continue
-            text = None
-            for rule, first_output, gate_value, gate_memo, known in candidates:
-                if skip and rule.index in skip:
-                    continue
-                if text is None:
-                    text = _LazyText(record)
-                if known is not _UNKNOWN:
-                    output = record if known is _IDENTITY else known
-                    _record_match(rule, record, text, output, result, now)
-                    continue
-                if gate_value is not None:
-                    opens = gate_memo.get(gate_value(record))
-                    if opens is False or (opens is None and not rule.gate_opens(record)):
-                        continue
-                try:
-                    output = first_output(record, text)
-                except RuleRuntimeError as exc:
-                    _count_error(rule, record, str(exc), result)
-                    continue
-                if output is NO_OUTPUT or output is None or output is False:
-                    continue
-                _record_match(rule, record, text, output, result, now)
+                plan = self._plan_for(record, skip, plans)
+            if plan is not None:
+                plan(record, result, now)
         return result
 
     def evaluate_rule_by_rule(
@@ -662,3 +627,13 @@ def _count_error(
         result.error_samples.append(
             RuleErrorSample(rule.index, event_id if isinstance(event_id, str) else "", message)
         )
+
+
+# What every plan (tattletail.rule_index.plan_function) calls.
+_PLAN_HELPERS = {
+    "NO_OUTPUT": NO_OUTPUT,
+    "RuleRuntimeError": RuleRuntimeError,
+    "LazyText": _LazyText,
+    "record_match": _record_match,
+    "count_error": _count_error,
+}

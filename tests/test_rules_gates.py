@@ -131,7 +131,7 @@ def test_each_gate_shape_is_recognised() -> None:
     assert gates["by-key"].gate is None
 
 
-def test_memo_value_is_unkeyed_unless_strings_or_nulls_through_objects() -> None:
+def test_memo_value_is_unkeyed_unless_scalars_read_through_objects() -> None:
     gate = compile_native(GATED_RULES[3].jq_match).gate
     value = gate.memo_value
     assert value({"userIdentity": {"sessionContext": {"ec2RoleDelivery": "2.0"}}}) == "2.0"
@@ -140,10 +140,12 @@ def test_memo_value_is_unkeyed_unless_strings_or_nulls_through_objects() -> None
     # jq raises an error on a string's field, and reads a number as itself: never keyed.
     assert value({"userIdentity": "x"}) is UNKEYED
     assert value({"userIdentity": {"sessionContext": {"ec2RoleDelivery": 2}}}) is UNKEYED
+    # Booleans are keyed as themselves: they never equal a string or null.
+    assert value({"userIdentity": {"sessionContext": {"ec2RoleDelivery": False}}}) is False
 
 
 def candidate_names(rules: RuleSet, record: dict[str, Any]) -> list[str]:
-    return [candidate[0].name for candidate in rules._candidates_for(record)]
+    return [candidate.rule.name for candidate in rules._candidates_for(record)]
 
 
 def test_a_key_gate_leaves_a_rule_out_of_the_keys_it_closes() -> None:
@@ -162,7 +164,7 @@ def test_the_index_keeps_the_output_of_a_rule_decided_by_indexed_fields() -> Non
     rules = RuleSet([by_key, select])
     records = [{"eventName": "PutUserPolicy", "awsRegion": "eu-west-1", "n": n} for n in range(3)]
     (first, known_output), (second, _) = [
-        (candidate[0].name, candidate[4]) for candidate in rules._candidates_for(records[0])
+        (candidate.rule.name, candidate.known) for candidate in rules._candidates_for(records[0])
     ]
     assert (first, known_output) == ("by-key", "eu-west-1")
     assert second == "select"
