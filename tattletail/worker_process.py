@@ -14,10 +14,15 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 from tattletail.objects import ObjectError, decompress
-from tattletail.records import decode_records
-from tattletail.rules import RuleSet, RuleSource
+from tattletail.records import LogFile
+from tattletail.rules import Evaluation, RuleSet, RuleSource
+
+# Records decoded and evaluated together: few enough to stay in the CPU's caches between the
+# two (measured on the bench bundle: 100 beats 250 and 1,000 clearly).
+EVALUATION_SLICE = 100
 
 # The only variables a worker keeps: enough for locale and time handling, nothing secret.
 ENV_ALLOW_LIST = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"})
@@ -69,26 +74,43 @@ def serve(conn: Connection, rules: RuleSet, job: Job) -> None:
 
 def _serve_file(conn: Connection, rules: RuleSet, job: Job) -> None:
     started = time.process_time()
-    records = decode_records(decompress(job.payload, job.max_bytes))
-    batches = range(0, len(records), job.batch_size)
-    for number, start in enumerate(batches):
-        if number < job.first_batch:
-            continue
-        batch = records[start : start + job.batch_size]
-        if number == job.isolate_batch:
-            result = rules.evaluate_rule_by_rule(
-                batch, job.skip, lambda rule_index: conn.send(("rule", rule_index))
-            )
-        else:
-            result = rules.evaluate(batch, job.skip)
-        # ISO 8601 UTC times in one format compare correctly as strings.
-        result.newest_event_time = max(
-            (t for r in batch if isinstance(t := r.get("eventTime"), str)), default=None
+    log_file = LogFile(decompress(job.payload, job.max_bytes))
+    number = 0
+    # The record count can change once, if a record text does not decode (see LogFile).
+    while (start := number * job.batch_size) < len(log_file):
+        if number >= job.first_batch:
+            result = _evaluate_batch(conn, rules, job, log_file, start, number)
+            result.seconds = time.process_time() - started
+            started = time.process_time()
+            conn.send(("batch", number, result))
+        number += 1
+    conn.send(("done", number))
+
+
+def _evaluate_batch(
+    conn: Connection, rules: RuleSet, job: Job, log_file: LogFile, start: int, number: int
+) -> Evaluation:
+    stop = start + job.batch_size
+    if number == job.isolate_batch:
+        batch = log_file.records(start, stop)
+        result = rules.evaluate_rule_by_rule(
+            batch, job.skip, lambda rule_index: conn.send(("rule", rule_index))
         )
-        result.seconds = time.process_time() - started
-        started = time.process_time()
-        conn.send(("batch", number, result))
-    conn.send(("done", len(batches)))
+        result.newest_event_time = _newest_event_time(batch)
+        return result
+    result = Evaluation()
+    # Decoded and evaluated a slice at a time, while its records are in the CPU's caches.
+    for first in range(start, stop, EVALUATION_SLICE):
+        records = log_file.records(first, min(first + EVALUATION_SLICE, stop))
+        part = rules.evaluate(records, job.skip)
+        part.newest_event_time = _newest_event_time(records)
+        result.merge(part)
+    return result
+
+
+def _newest_event_time(records: list[dict[str, Any]]) -> str | None:
+    # ISO 8601 UTC times in one format compare correctly as strings.
+    return max((t for r in records if isinstance(t := r.get("eventTime"), str)), default=None)
 
 
 def worker_main(conn: Connection, sources: Sequence[RuleSource]) -> None:

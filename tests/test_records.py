@@ -9,9 +9,18 @@ from typing import Any
 import orjson
 import pytest
 from conftest import CLOUDTRAIL, SEED_LOG
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tattletail.objects import ObjectError
-from tattletail.records import RecordJSON, decode_records, json_default, plain
+from tattletail.records import (
+    LogFile,
+    RecordJSON,
+    decode_records,
+    json_default,
+    plain,
+    record_texts,
+)
 
 INVICTUS = sorted((CLOUDTRAIL / "invictus").glob("*.json"))
 STRATUS = sorted((CLOUDTRAIL / "stratus-red-team").glob("*.json"))
@@ -180,3 +189,78 @@ def test_record_json_survives_pickling_without_decoding() -> None:
     lazy = RecordJSON(b'{"eventID":"e"}', "e")
     copy = pickle.loads(pickle.dumps(lazy))
     assert (copy.json, copy.event_id, copy._decoded) == (lazy.json, "e", None)
+
+
+def _read_in_slices(data: bytes, size: int) -> list[dict[str, Any]]:
+    log_file = LogFile(data)
+    records: list[dict[str, Any]] = []
+    while len(records) < len(log_file):
+        records += log_file.records(len(records), len(records) + size)
+    return records
+
+
+@pytest.mark.parametrize("path", sorted(CLOUDTRAIL.rglob("*.json"))[:12], ids=lambda p: p.name)
+def test_a_log_file_read_in_slices_gives_the_records_decode_records_gives(path: Path) -> None:
+    document = orjson.loads(path.read_bytes())
+    if isinstance(document, list):
+        document = {"Records": document}
+    data = orjson.dumps(document)  # as CloudTrail writes it: compact
+    assert record_texts(data) is not None
+    assert _read_in_slices(data, 7) == decode_records(data)
+
+
+def test_other_layouts_are_decoded_whole() -> None:
+    records = [{"eventVersion": "1.08", "eventName": "A"}, {"eventVersion": "1.08"}]
+    for data in (
+        orjson.dumps({"Records": records}, option=orjson.OPT_INDENT_2),
+        orjson.dumps(records),
+        b"\n".join(orjson.dumps(r) for r in records),
+        orjson.dumps({"Records": records, "more": 1}),
+    ):
+        assert record_texts(data) is None
+        assert _read_in_slices(data, 1) == decode_records(data)
+
+
+_nested = st.recursive(
+    st.one_of(st.none(), st.text(alphabet='{},:"[]\\e', max_size=6), st.integers(-9, 9)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["eventVersion", "a", "b"]), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries({"eventVersion": st.just("1.08")}, optional={"x": _nested}),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(1, 4),
+)
+def test_records_nesting_objects_that_look_like_records_are_read_right(
+    records: list[dict[str, Any]], size: int
+) -> None:
+    # Nested arrays of objects whose first key is eventVersion are cut wrongly at first.
+    data = orjson.dumps({"Records": records})
+    assert _read_in_slices(data, size) == records
+
+
+def test_a_cut_inside_a_record_falls_back_without_changing_the_records_before_it() -> None:
+    inner = {"eventVersion": "nested"}
+    records = [{"eventVersion": "1", "n": 0}, {"eventVersion": "1", "x": [inner, inner]}]
+    data = orjson.dumps({"Records": records})
+    log_file = LogFile(data)
+    assert len(log_file) == 3  # the nested objects were cut apart
+    assert log_file.records(0, 1) == records[:1]
+    assert log_file.records(1, 5) == records[1:]
+    assert len(log_file) == 2
+
+
+def test_a_corrupt_record_is_the_error_decode_records_reports() -> None:
+    data = orjson.dumps({"Records": [{"eventVersion": "1"}, {"eventVersion": "2"}]})
+    broken = data.replace(b'"2"', b'"2')
+    with pytest.raises(ObjectError, match="not valid JSON"):
+        LogFile(broken).records(0, 2)
