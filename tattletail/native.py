@@ -89,8 +89,10 @@ Supported subset
 expression, and ``$name``; ``[]``, ``[e]``, ``{}``, ``{k: term, "k": term | term, k, "k", $v}``
 (literal keys, values with at most one output); ``select not empty length type tostring
 ascii_downcase ascii_upcase startswith endswith ltrimstr rtrimstr contains has test split/1
-join tojson first last first(f) last(f) map IN any all isempty values nulls booleans numbers
-strings arrays objects iterables scalars`` (string/regex arguments must be literals).  ``test``
+join tojson fromjson flatten first last first(f) last(f) map IN any all isempty values nulls
+booleans numbers strings arrays objects iterables scalars`` (string/regex arguments must be
+literals, except ``contains(e)`` on strings; ``fromjson`` defers to libjq on any number or on
+text orjson rejects; ``flatten`` on arrays only).  ``test``
 accepts a conservative regex subset (literals, ``.``, anchors ``^ $ \\A``, groups, alternation,
 classes, ``\\d \\w \\s \\b`` and negations, greedy/lazy quantifiers; flags ``i``, ``g`` and a
 no-op ``x``).  Everything else makes the body unsupported; ``def``, ``reduce``, ``foreach``,
@@ -107,6 +109,8 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final, NamedTuple
+
+import orjson
 
 __all__ = [
     "NO_OUTPUT",
@@ -2189,8 +2193,71 @@ def _b_rtrimstr(arg: _Node) -> _Code:
 
 def _b_contains(arg: _Node) -> _Code:
     # Only strings: jq's containment on arrays/objects is recursive and not modelled.
-    needle = _literal_str(arg)
-    return _string_op(lambda s: needle in s, True)
+    if isinstance(arg, _Const):
+        needle = _literal_str(arg)
+        return _string_op(lambda s: needle in s, True)
+    code = _compile(arg)
+    if code.kind != _ONE:
+        raise _Unsupported("contains() of an expression with several outputs")
+    of = code.fn
+
+    def contains(x: Any) -> bool:
+        value = of(x)
+        if x.__class__ is str and value.__class__ is str:
+            return value in x
+        if (x.__class__ is str) != (value.__class__ is str):
+            # A string and another kind: "cannot have their containment checked".
+            raise _JqRuntimeError
+        raise Fallback
+
+    return _Code(_ONE, contains, is_bool=True)
+
+
+def _fromjson(x: Any) -> Any:
+    """jq's fromjson where orjson surely reads the text as jq does: valid JSON without numbers
+    (jq keeps a number's literal text; orjson does not).  Anything orjson rejects may still
+    parse in jq (``nan``), so it is left to libjq."""
+    if x.__class__ is not str:
+        raise _JqRuntimeError  # "only strings can be parsed"
+    try:
+        value = orjson.loads(x)
+    except orjson.JSONDecodeError:
+        raise Fallback from None
+    if _holds_number(value):
+        raise Fallback
+    return value
+
+
+def _holds_number(value: Any) -> bool:
+    if value.__class__ is dict:
+        return any(_holds_number(item) for item in value.values())
+    if value.__class__ is list:
+        return any(_holds_number(item) for item in value)
+    return value.__class__ is int or value.__class__ is float
+
+
+def _b_fromjson() -> _Code:
+    return _Code(_ONE, _fromjson)
+
+
+def _flatten(x: Any) -> list[Any]:
+    """``flatten``: jq reduces over ``.[]``, so an object's values would be flattened too (in
+    an order not modelled here), and anything else cannot be iterated."""
+    if x.__class__ is list:
+        flat: list[Any] = []
+        for item in x:
+            if item.__class__ is list:
+                flat.extend(_flatten(item))
+            else:
+                flat.append(item)
+        return flat
+    if x.__class__ is dict:
+        raise Fallback
+    raise _JqRuntimeError  # "Cannot iterate over ..."
+
+
+def _b_flatten() -> _Code:
+    return _Code(_ONE, _flatten)
 
 
 def _b_has(arg: _Node) -> _Code:
@@ -2478,6 +2545,8 @@ _BUILTINS: Final[dict[tuple[str, int], Callable[..., _Code]]] = {
     ("last", 1): _b_last_of,
     ("map", 1): _b_map,
     ("tojson", 0): _b_tojson,
+    ("fromjson", 0): _b_fromjson,
+    ("flatten", 0): _b_flatten,
     **{(name, 0): _type_selector(keep) for name, keep in _TYPE_SELECTORS.items()},
 }
 
@@ -2720,6 +2789,8 @@ _VALUE_BUILTINS: Final = frozenset(
         "split",
         "join",
         "tojson",
+        "fromjson",
+        "flatten",
     ]
 )
 
@@ -2856,6 +2927,9 @@ class _ReadsAnalysis:
                 return _DET
             case "IN", 2:
                 self.used(self.flow(args[0], inp), self.flow(args[1], inp))
+                return _DET
+            case "contains", 1 if not isinstance(args[0], _Const):
+                self.used(self.flow(args[0], inp), inp)
                 return _DET
             case _ if name in _TYPE_SELECTORS and not args:
                 self.use(inp)
