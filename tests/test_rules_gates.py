@@ -41,7 +41,7 @@ GATED_RULES = [
     RuleSource(
         "policy",
         'select(.eventName | IN("PutUserPolicy", "CreatePolicy"))'
-        ' | select(.requestParameters.doc | fromjson? | keys | length > 0)',
+        " | select(.requestParameters.doc | fromjson? | keys | length > 0)",
     ),
     # Decided by indexed fields alone, with a null output for some keys.
     RuleSource("by-key", 'if .eventName == "PutUserPolicy" then .awsRegion else null end'),
