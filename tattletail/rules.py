@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any
 
 import jq
@@ -336,6 +337,11 @@ _INDEX_LIMIT = 65536
 
 _UNKNOWN = object()
 _IDENTITY = object()
+_UNDECIDED = object()
+
+
+def _nothing(key: Any) -> tuple[()]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -425,6 +431,15 @@ class RuleSet:
                 used.update(rule.key_gate.reads)
         self._paths = tuple(path for path in INDEX_PATHS if path in used)
         self._index_key = index_key_function(self._paths)
+        # Per rule: the key's values it depends on, and its decisions (see _candidates).
+        self._deciders: list[tuple[CompiledRule, Callable[[IndexKey], Any], dict[Any, Any]]] = []
+        for rule in self.rules:
+            reads = set(rule.indexed)
+            if rule.key_gate is not None and rule.key_gate.reads is not None:
+                reads.update(rule.key_gate.reads)
+            positions = [n for n, path in enumerate(self._paths) if path in reads]
+            project = itemgetter(*positions) if positions else _nothing
+            self._deciders.append((rule, project, {}))
         self._candidates_by_key: dict[IndexKey, tuple[Candidate, ...]] = {}
         self._plans_by_key: dict[IndexKey, Plan | None] = {}
         # Plans by what they run: keys with the same candidates share one.
@@ -445,47 +460,60 @@ class RuleSet:
 
     def _candidates(self, key: IndexKey, record: dict[str, Any]) -> tuple[Candidate, ...]:
         """The rules that may match a record with this key, in config order; `record` is the
-        first record seen with it."""
-        values = dict(zip(self._paths, key, strict=True))
+        first record seen with it. Each rule's decision depends only on the key's values at
+        the paths it reads, so it is made once per distinct value of those (a new key is
+        mostly lookups)."""
         found = []
-        for rule in self.rules:
-            if not all(values[path] in allowed for path, allowed in rule.indexed.items()):
-                continue
-            known: Any = UNKNOWN
-            gate = rule.key_gate
-            if (
-                gate is not None
-                and gate.reads is not None
-                and all(values[path] is None or type(values[path]) is str for path in gate.reads)
-            ):
-                try:
-                    output = gate.first_output(record)
-                except Fallback:
-                    output = UNKNOWN
-                if output is NO_OUTPUT or output is None or output is False:
-                    continue
-                if rule.decided_by_key:
-                    if output is record:
-                        known = IDENTITY
-                    elif output is not UNKNOWN and isinstance(output, str | int | float):
-                        known = output
-            found.append(
-                Candidate(
-                    rule,
-                    rule.first_output,
-                    rule.gate_value,
-                    rule.gate_memo,
-                    rule.gate_opens,
-                    rule.gate_path,
-                    known,
-                )
-            )
+        for rule, project, decisions in self._deciders:
+            values = project(key)
+            candidate = decisions.get(values, _UNDECIDED)
+            if candidate is _UNDECIDED:
+                candidate = decisions[values] = self._decide(rule, key, record)
+            if candidate is not None:
+                found.append(candidate)
         if len(self._candidates_by_key) >= _INDEX_LIMIT:
             self._candidates_by_key.clear()
             self._plans_by_key.clear()
             self._plans.clear()
+            for _, _, decisions in self._deciders:
+                decisions.clear()
         self._candidates_by_key[key] = candidates = tuple(found)
         return candidates
+
+    def _decide(
+        self, rule: CompiledRule, key: IndexKey, record: dict[str, Any]
+    ) -> Candidate | None:
+        """The rule as a candidate for records with this key, or None when it cannot match."""
+        values = dict(zip(self._paths, key, strict=True))
+        if not all(values[path] in allowed for path, allowed in rule.indexed.items()):
+            return None
+        known: Any = UNKNOWN
+        gate = rule.key_gate
+        if (
+            gate is not None
+            and gate.reads is not None
+            and all(values[path] is None or type(values[path]) is str for path in gate.reads)
+        ):
+            try:
+                output = gate.first_output(record)
+            except Fallback:
+                output = UNKNOWN
+            if output is NO_OUTPUT or output is None or output is False:
+                return None
+            if rule.decided_by_key:
+                if output is record:
+                    known = IDENTITY
+                elif output is not UNKNOWN and isinstance(output, str | int | float):
+                    known = output
+        return Candidate(
+            rule,
+            rule.first_output,
+            rule.gate_value,
+            rule.gate_memo,
+            rule.gate_opens,
+            rule.gate_path,
+            known,
+        )
 
     def _plan_for(
         self, record: dict[str, Any], skip: frozenset[int], plans: dict[IndexKey, Plan | None]
