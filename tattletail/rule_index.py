@@ -30,6 +30,9 @@ INDEX_PATHS: tuple[tuple[str, ...], ...] = (
     ("awsRegion",),
     ("recipientAccountId",),
     ("userIdentity", "type"),
+    # How an instance role's credentials were delivered (IMDS version): set on every call made
+    # with EC2 instance credentials, the mark of detections of stolen instance credentials.
+    ("userIdentity", "sessionContext", "ec2RoleDelivery"),
 )
 
 # An index key's part for a value jq cannot read a field of (a string where an object is

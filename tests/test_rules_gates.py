@@ -32,7 +32,7 @@ GATED_RULES = [
         'select(.eventName | test("^Attach(User|Role)Policy$"))'
         ' | select(.requestParameters.policyArn | endswith("/AdministratorAccess"))',
     ),
-    # A memo gate three objects deep.
+    # A key gate three objects deep.
     RuleSource(
         "instance",
         "select(.userIdentity.sessionContext.ec2RoleDelivery != null) | .sourceIPAddress",
@@ -150,12 +150,14 @@ def candidate_names(rules: RuleSet, record: dict[str, Any]) -> list[str]:
 
 def test_a_key_gate_leaves_a_rule_out_of_the_keys_it_closes() -> None:
     rules = RuleSet(GATED_RULES)
-    # Only the gates that read unindexed fields are left to decide per record.
-    assert candidate_names(rules, {"eventName": "Get"}) == ["agent", "instance"]
+    # Only the gate that reads an unindexed field (userAgent) is left to decide per record.
+    assert candidate_names(rules, {"eventName": "Get"}) == ["agent"]
     attach = {"eventName": "AttachUserPolicy"}
-    assert candidate_names(rules, attach) == ["agent", "attach", "instance"]
+    assert candidate_names(rules, attach) == ["agent", "attach"]
     root = {"eventName": "Get", "userIdentity": {"type": "Root"}, "eventType": "AwsApiCall"}
-    assert candidate_names(rules, root) == ["agent", "root", "instance"]
+    assert candidate_names(rules, root) == ["agent", "root"]
+    instance = {"eventName": "Get", "userIdentity": {"sessionContext": {"ec2RoleDelivery": "2"}}}
+    assert candidate_names(rules, instance) == ["agent", "instance"]
 
 
 def test_the_index_keeps_the_output_of_a_rule_decided_by_indexed_fields() -> None:
