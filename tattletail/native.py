@@ -2949,10 +2949,10 @@ class _Unkeyable(Exception):
 
 def _value_key(v: Any) -> Any:
     t = v.__class__
-    if t is str or v is None:
-        return v
-    if t is bool or t is int:
-        return (t, v)  # True == 1 == 1.0 in Python, never in jq
+    if t is str or v is None or t is bool:
+        return v  # these three never compare equal to one another, nor to a tagged number
+    if t is int:
+        return (t, v)  # 1 == 1.0 == True in Python, never in jq
     if t is float:
         return (t, repr(v))  # -0.0 prints differently from 0.0
     raise _Unkeyable
@@ -2980,9 +2980,9 @@ def _memo_key_function(reads: tuple[tuple[str, ...], ...]) -> Callable[[Any], An
         except _Unkeyable:
             return None
 
-    # The common case -- objects all the way, a string or null at the end -- without a call per
-    # path; its key is the one `general` gives for it (a string or null is its own key).
-    fast = [_string_or_null_getter(path) for path in reads]
+    # The common case -- objects all the way, a string, boolean or null at the end -- without a
+    # call per path; its key is the one `general` gives for it (those are their own keys).
+    fast = [_scalar_getter(path) for path in reads]
     if len(fast) == 1:
         (get,) = fast
 
@@ -3028,38 +3028,15 @@ def _memo_value_function(reads: tuple[tuple[str, ...], ...]) -> Callable[[Any], 
 
 
 def _scalar_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
-    """The string, boolean or null at ``path`` of a record, or _SLOW for anything else."""
+    """The string, boolean or null at ``path`` of a record, or _SLOW for anything else on the
+    way.  (Those three types never compare equal to one another, so as keys they keep JSON
+    types apart.)"""
     if len(path) == 1:
         (k,) = path
 
         def get1(record: dict[str, Any]) -> Any:
             v = record.get(k)
             return v if v.__class__ is str or v is None or v.__class__ is bool else _SLOW
-
-        return get1
-
-    def get_n(record: dict[str, Any]) -> Any:
-        v: Any = record
-        for k in path:
-            if v.__class__ is dict:
-                v = v.get(k)
-            elif v is None:
-                return None
-            else:
-                return _SLOW
-        return v if v.__class__ is str or v is None or v.__class__ is bool else _SLOW
-
-    return get_n
-
-
-def _string_or_null_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
-    """The string or null at ``path`` of a record, or _SLOW for anything else on the way."""
-    if len(path) == 1:
-        (k,) = path
-
-        def get1(record: dict[str, Any]) -> Any:
-            v = record.get(k)
-            return v if v.__class__ is str or v is None else _SLOW
 
         return get1
     if len(path) == 2:
@@ -3069,7 +3046,7 @@ def _string_or_null_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], 
             v = record.get(k1)
             if v.__class__ is dict:
                 v = v.get(k2)
-                return v if v.__class__ is str or v is None else _SLOW
+                return v if v.__class__ is str or v is None or v.__class__ is bool else _SLOW
             return None if v is None else _SLOW
 
         return get2
@@ -3083,6 +3060,6 @@ def _string_or_null_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], 
                 return None
             else:
                 return _SLOW
-        return v if v.__class__ is str or v is None else _SLOW
+        return v if v.__class__ is str or v is None or v.__class__ is bool else _SLOW
 
     return get_n

@@ -1235,11 +1235,12 @@ def test_memo_key_tells_apart_what_jq_tells_apart() -> None:
     assert key({"a": {"b": 1}, "c": [1]}) == key({"a": {"b": 1}})
     assert key({"a": {"b": [1]}}) is None  # containers are not keyed
     assert native("select(.eventName == 1)").memo_key({"eventName": 1}) == ((int, 1),)
-    # strings and nulls take a shortcut that must give the same keys as the general walk
+    # strings, booleans and nulls take a shortcut that must give the keys the general walk gives
     key2 = native('"\\(.a.b) \\(.c) \\(.d.e.f)"').memo_key
     assert key2({"a": {"b": "x"}, "d": {"e": None}}) == ("x", None, None)
     assert key2({"a": {"b": "x"}, "d": {"e": {"f": "y"}}, "c": 1}) == ("x", (int, 1), "y")
-    assert key2({"a": {"b": "x"}, "c": True})[1] == (bool, True)
+    assert key2({"a": {"b": "x"}, "c": True}) == ("x", True, None)
+    assert key2({"a": {"b": "x"}, "c": True, "d": {"e": {"f": 1}}}) == ("x", True, (int, 1))
     assert key2({"a": "x", "d": {"e": {"f": "y"}}})[0] != key2({"d": {"e": {"f": "y"}}})[0]
 
 
