@@ -38,9 +38,9 @@ INDEX_PATHS: tuple[tuple[str, ...], ...] = (
 # An index key's part for a value jq cannot read a field of (a string where an object is
 # expected): never equal to a value a record holds.
 NOT_AN_OBJECT = object()
-# Candidate.known when the index does not know the rule's output for the key.
+# An output not known (Candidate.known; a memo's miss in tattletail.rules).
 UNKNOWN = object()
-# Candidate.known when the output is the record itself.
+# An output that is the record itself (Candidate.known; a remembered libjq outcome).
 IDENTITY = object()
 
 IndexKey = tuple[Any, ...]

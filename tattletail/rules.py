@@ -279,13 +279,13 @@ class _Program:
         key = native.memo_key(record)
         if key is None:
             return libjq_first_output(self.program, record_text.get())
-        known = self._memo.get(key, _UNKNOWN)
-        if known is _UNKNOWN:
+        known = self._memo.get(key, UNKNOWN)
+        if known is UNKNOWN:
             known = self._libjq_outcome(record_text)
             if len(self._memo) >= _MEMO_LIMIT:
                 self._memo.clear()
             self._memo[key] = known
-        if known is _IDENTITY:
+        if known is IDENTITY:
             return record
         if isinstance(known, _Error):
             raise RuleRuntimeError(known.message)
@@ -318,7 +318,7 @@ class _Program:
             return _Error(str(exc))
         if self._identity_output and output is not NO_OUTPUT and output is not None:
             # libjq hands back a copy of the record; the program can only output the record.
-            return output if output is False else _IDENTITY
+            return output if output is False else IDENTITY
         return output
 
 
@@ -335,8 +335,6 @@ def gate_opens(gate: NativeProgram, record: dict[str, Any]) -> bool | None:
 # Distinct index keys kept; past it the table restarts (it is only a cache).
 _INDEX_LIMIT = 65536
 
-_UNKNOWN = object()
-_IDENTITY = object()
 _UNDECIDED = object()
 
 
@@ -424,20 +422,18 @@ class RuleSet:
             if source.enabled
         ]
         self._now = now
-        used = {("eventName",)}
-        for rule in self.rules:
-            used.update(rule.indexed)
-            if rule.key_gate is not None and rule.key_gate.reads is not None:
-                used.update(rule.key_gate.reads)
+        # The indexed paths each rule's decision depends on: its prefilter's and its key gate's.
+        reads = {
+            rule: {*rule.indexed, *(rule.key_gate.reads or () if rule.key_gate else ())}
+            for rule in self.rules
+        }
+        used = {("eventName",)}.union(*reads.values())
         self._paths = tuple(path for path in INDEX_PATHS if path in used)
         self._index_key = index_key_function(self._paths)
         # Per rule: the key's values it depends on, and its decisions (see _candidates).
         self._deciders: list[tuple[CompiledRule, Callable[[IndexKey], Any], dict[Any, Any]]] = []
         for rule in self.rules:
-            reads = set(rule.indexed)
-            if rule.key_gate is not None and rule.key_gate.reads is not None:
-                reads.update(rule.key_gate.reads)
-            positions = [n for n, path in enumerate(self._paths) if path in reads]
+            positions = [n for n, path in enumerate(self._paths) if path in reads[rule]]
             project = itemgetter(*positions) if positions else _nothing
             self._deciders.append((rule, project, {}))
         self._candidates_by_key: dict[IndexKey, tuple[Candidate, ...]] = {}
@@ -454,7 +450,9 @@ class RuleSet:
         return key
 
     def _candidates_for(self, record: dict[str, Any]) -> tuple[Candidate, ...]:
-        key = self._key(record)
+        return self._candidates_at(self._key(record), record)
+
+    def _candidates_at(self, key: IndexKey, record: dict[str, Any]) -> tuple[Candidate, ...]:
         found = self._candidates_by_key.get(key)
         return found if found is not None else self._candidates(key, record)
 
@@ -520,9 +518,7 @@ class RuleSet:
     ) -> Plan | None:
         """The plan for a record's key (None: no candidate), made and kept in `plans`."""
         key = self._key(record)
-        candidates = self._candidates_by_key.get(key)
-        if candidates is None:
-            candidates = self._candidates(key, record)
+        candidates = self._candidates_at(key, record)
         if skip:
             candidates = tuple(c for c in candidates if c.rule.index not in skip)
         plan = None
