@@ -93,9 +93,11 @@ join tojson fromjson flatten first last first(f) last(f) map IN any all isempty 
 booleans numbers strings arrays objects iterables scalars`` (string/regex arguments must be
 literals, except ``contains(e)`` on strings; ``fromjson`` defers to libjq on any number or on
 text orjson rejects; ``flatten`` on arrays only).  ``test``
-accepts a conservative regex subset (literals, ``.``, anchors ``^ $ \\A``, groups, alternation,
-classes, ``\\d \\w \\s \\b`` and negations, greedy/lazy quantifiers; flags ``i``, ``g`` and a
-no-op ``x``).  Everything else makes the body unsupported; ``def``, ``reduce``, ``foreach``,
+accepts a conservative regex subset (literals, ``.``, anchors ``^ $ \\A \\b \\B``, groups,
+alternation, classes, ``\\d \\w \\s`` and negations, greedy/lazy quantifiers; flags ``i``, ``g``
+and a no-op ``x``), and answers for an input only where Oniguruma's answer is certain (ASCII
+input where the meaning depends on it, within Oniguruma's backtracking limit: see "Regexes").
+Everything else makes the body unsupported; ``def``, ``reduce``, ``foreach``,
 ``try``, ``label``, destructuring, assignments and unary minus make the program unsupported
 from the stage where they appear (see Prefilter).  The semantics modelled are those of the jq
 bundled with the ``jq`` binding (jq 1.8).
@@ -103,6 +105,7 @@ bundled with the ``jq`` binding (jq 1.8).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import warnings
@@ -1163,16 +1166,370 @@ _ASCII_UPPER: Final = {c: c - 32 for c in range(ord("a"), ord("z") + 1)}
 
 # ---------------------------------------------------------------------------------------------
 # Regexes: only patterns whose Oniguruma (jq) and Python meanings provably coincide.
+#
+# A pattern of the subset is parsed into a small tree (_RAtom, _RAnchor, _RSeq, _RAlt,
+# _RGroup, _RRepeat), which gives: the same pattern for Python's re, translated where the two
+# engines differ in a way re can express (`\B`); whether that meaning holds on ASCII input
+# only (\d \w \s \b, or "i"); and the inputs Oniguruma certainly answers (see _input_guard):
+# past 10,000,000 backtracks in one match attempt Oniguruma gives up, and jq raises "Regex
+# failure: retry-limit-in-match over" where Python would go on (see _pushes).
+# tests/test_native_regex_fuzz.py checks all of it against Oniguruma on generated patterns.
 
 _REGEX_PUNCT: Final = frozenset(".^$*+?()[]{}|\\/-_ #~'\";:,=!@%&")
 _REGEX_CLASS_SHORTHANDS: Final = frozenset("dDwWsS")
 _REGEX_CONTROL: Final = {"n": "\n", "t": "\t", "r": "\r"}
 _REGEX_INTERVAL: Final = re.compile(r"\{([0-9]{1,4})(,([0-9]{1,4})?)?\}")
+# Oniguruma's `\B` also matches in the empty string; Python's does not.
+_NOT_A_WORD_BOUNDARY: Final = r"(?!\b)"
+# With "i", Oniguruma lets a positive character class that holds a character whose full case
+# folding is several characters (ß -> ss, ﬃ -> ffi) match that sequence too: `[\w]{1,8}` matches
+# "password1" ("ss" counts once).  `\w` on its own and `[^...]` do not.  On ASCII input only the
+# foldings made of ASCII letters can matter: ss, st, ff, fi, fl, ffi, ffl (from ß ẞ ﬅ ﬆ ﬀ ﬁ ﬂ ﬃ
+# ﬄ, all letters: \w, \S and \D hold them, no other part of the subset does under "i", whose
+# patterns are ASCII).  Such a class is evaluated as the plain class, on input holding none of
+# these sequences (any case); other input is left to libjq.
+_FOLDING_SHORTHANDS: Final = frozenset("wSD")
+_FOLD_SEQUENCES: Final = re.compile(r"s[st]|f[fil]", re.IGNORECASE | re.ASCII)
+# Backtracking entries Oniguruma may push on one visit of: a literal under "i" (its case
+# variants, ONIGENC_GET_CASE_FOLD_CODES_MAX_NUM), a folding class (one per multi-character
+# case folding in Unicode, 104 of them).
+_LITERAL_FOLD_PUSHES: Final = 13
+_CLASS_FOLD_PUSHES: Final = 128
+# Oniguruma fails a match attempt at its 10,000,000th backtrack (DEFAULT_RETRY_LIMIT_IN_MATCH);
+# the fast path answers only where the bound below stays ten times under that.
+_BACKTRACK_BUDGET: Final = 1_000_000
 
 
 class _Regex(NamedTuple):
     matches: Callable[[str], bool]  # the pattern matches somewhere in the string
-    ascii_only: bool  # the meaning differs from Oniguruma's on non-ASCII input
+    # Whether an input string is answered natively (else Fallback); None: every string.
+    guard: Callable[[str], bool] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _RAtom:
+    """One character: a literal, an escape, `.`, a shorthand or a class."""
+
+    python: str
+    pushes: int = 0  # backtracking entries Oniguruma may push on one visit
+
+
+@dataclass(frozen=True, slots=True)
+class _RAnchor:
+    python: str
+
+
+@dataclass(frozen=True, slots=True)
+class _RSeq:
+    items: tuple[_RNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _RAlt:
+    branches: tuple[_RNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _RGroup:
+    body: _RNode
+    capturing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _RRepeat:
+    body: _RNode
+    low: int
+    high: int | None  # None: unbounded
+    quantifier: str  # as written, with its lazy `?`
+
+
+_RNode = _RAtom | _RAnchor | _RSeq | _RAlt | _RGroup | _RRepeat
+
+
+class _RegexParser:
+    """The subset: literals, escaped punctuation, \\n \\t \\r, `.`, \\d \\w \\s and negations,
+    classes of those and of ranges, anchors ^ $ \\A \\b \\B, groups ( ) and (?: ), alternation,
+    greedy and lazy quantifiers (not on anchors, nor on groups holding one: Oniguruma refuses
+    some of those, "target of repeat operator is invalid"; nor unbounded on what can match
+    empty).  Anything else raises _Unsupported."""
+
+    def __init__(self, pattern: str, icase: bool) -> None:
+        self.p = pattern
+        self.i = 0
+        self.icase = icase
+        self.sensitive = False  # uses \d \w \s \b or a negation: agreement on ASCII only
+        self.folds = False  # holds a folding class (see _FOLDING_SHORTHANDS)
+
+    def parse(self) -> _RNode:
+        node = self.alternation()
+        if self.i != len(self.p):
+            raise _Unsupported("unbalanced )")
+        return node
+
+    def alternation(self) -> _RNode:
+        branches = [self.sequence()]
+        while self.p.startswith("|", self.i):
+            self.i += 1
+            branches.append(self.sequence())
+        return branches[0] if len(branches) == 1 else _RAlt(tuple(branches))
+
+    def sequence(self) -> _RNode:
+        items: list[_RNode] = []
+        while self.i < len(self.p) and self.p[self.i] not in "|)":
+            items.append(self.quantified(self.atom()))
+        return items[0] if len(items) == 1 else _RSeq(tuple(items))
+
+    def quantified(self, body: _RNode) -> _RNode:
+        p, start = self.p, self.i
+        c = p[start : start + 1]
+        if c == "" or c not in "*+?{":
+            return body
+        if c == "{":
+            m = _REGEX_INTERVAL.match(p, start)
+            if m is None:
+                raise _Unsupported("brace")  # Oniguruma reads `{,n}` and bad braces literally
+            low, high_text = int(m.group(1)), m.group(3)
+            high = None if m.group(2) and high_text is None else int(high_text or low)
+            if low > 1000 or (high is not None and not low <= high <= 1000):
+                raise _Unsupported("interval")
+            self.i = m.end()
+        else:
+            low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[c]
+            self.i += 1
+        if p.startswith("?", self.i):
+            self.i += 1  # lazy: same match/no-match answer
+        if self.i < len(p) and p[self.i] in "*+?{":
+            raise _Unsupported("possessive or stacked quantifier")
+        if _holds_anchor(body):
+            raise _Unsupported("quantified anchor")
+        if high is None and _nullable(body):
+            raise _Unsupported("unbounded repeat of what can match empty")
+        return _RRepeat(body, low, high, p[start : self.i])
+
+    def atom(self) -> _RNode:  # noqa: C901 - one branch per kind of atom
+        p, i = self.p, self.i
+        c = p[i]
+        literal_pushes = _LITERAL_FOLD_PUSHES if self.icase else 0
+        if c == "\\":
+            d = p[i + 1 : i + 2]
+            self.i += 2
+            if d in _REGEX_CLASS_SHORTHANDS:
+                self.sensitive = True
+                return _RAtom(p[i : i + 2])
+            if d in ("b", "B"):
+                self.sensitive = True
+                return _RAnchor(r"\b" if d == "b" else _NOT_A_WORD_BOUNDARY)
+            if d == "A":
+                return _RAnchor(r"\A")
+            if d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT):
+                return _RAtom(p[i : i + 2], literal_pushes)
+            raise _Unsupported("escape")
+        if c == "[":
+            return self.char_class()
+        if c == "(":
+            capturing = not p.startswith("(?", i)
+            if not capturing and not p.startswith("(?:", i):
+                raise _Unsupported("group")  # lookarounds, named groups, inline flags, comments
+            self.i += 1 if capturing else 3
+            body = self.alternation()
+            if not p.startswith(")", self.i):
+                raise _Unsupported("unclosed group")
+            self.i += 1
+            return _RGroup(body, capturing)
+        self.i += 1
+        if c in "^$":
+            return _RAnchor(c)
+        if c == ".":
+            return _RAtom(".")
+        if c in "*+?{}]":
+            raise _Unsupported("stray metacharacter")
+        return _RAtom(c, literal_pushes)
+
+    def char_class(self) -> _RAtom:
+        """A class without nesting or set operations; ranges only between plain characters."""
+        p, i = self.p, self.i
+        j = i + 1
+        negated = p.startswith("^", j)
+        j += negated
+        start, n = j, len(p)
+        folds = False
+        while j < n and p[j] != "]":
+            c = p[j]
+            if c == "[" or p[j : j + 2] in ("&&", "||", "~~", "--"):
+                raise _Unsupported("nested class or set operation")
+            if c == "\\":
+                d = p[j + 1 : j + 2]
+                if d in _REGEX_CLASS_SHORTHANDS:
+                    self.sensitive = True
+                    folds = folds or (self.icase and not negated and d in _FOLDING_SHORTHANDS)
+                elif not (d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT)):
+                    raise _Unsupported("escape in class")
+                if p[j + 2 : j + 3] == "-" and p[j + 3 : j + 4] != "]":
+                    raise _Unsupported("range from an escape")
+                j += 2
+            elif c == "-":
+                if j != start and p[j + 1 : j + 2] != "]":
+                    raise _Unsupported("range")
+                j += 1
+            elif p[j + 1 : j + 2] == "-" and p[j + 2 : j + 3] not in ("", "]"):
+                high = p[j + 2]
+                if high in "\\[]^-" or ord(high) < ord(c):
+                    raise _Unsupported("range")
+                if self.icase and not _same_case_range(c, high):
+                    raise _Unsupported("mixed-case range")  # how each engine folds it: unproven
+                j += 3
+            else:
+                j += 1
+        if j >= n or j == start:
+            raise _Unsupported("class")
+        self.i = j + 1
+        self.folds = self.folds or folds
+        return _RAtom(p[i : j + 1], _CLASS_FOLD_PUSHES if folds else 0)
+
+
+def _same_case_range(low: str, high: str) -> bool:
+    return any(
+        low.isascii() and high.isascii() and test(low) and test(high)
+        for test in (str.islower, str.isupper, str.isdigit)
+    )
+
+
+def _holds_anchor(node: _RNode) -> bool:
+    match node:
+        case _RAnchor():
+            return True
+        case _RSeq(items) | _RAlt(items):
+            return any(_holds_anchor(item) for item in items)
+        case _RGroup(body, _) | _RRepeat(body, _, _, _):
+            return _holds_anchor(body)
+    return False
+
+
+def _nullable(node: _RNode) -> bool:
+    """Whether it can match the empty string."""
+    match node:
+        case _RAnchor():
+            return True
+        case _RSeq(items):
+            return all(_nullable(item) for item in items)
+        case _RAlt(branches):
+            return any(_nullable(branch) for branch in branches)
+        case _RGroup(body, _):
+            return _nullable(body)
+        case _RRepeat(body, low, _, _):
+            return low == 0 or _nullable(body)
+    return False
+
+
+def _python_text(node: _RNode) -> str:
+    match node:
+        case _RAtom(python) | _RAnchor(python):
+            return python
+        case _RSeq(items):
+            return "".join(_python_text(item) for item in items)
+        case _RAlt(branches):
+            return "|".join(_python_text(branch) for branch in branches)
+        case _RGroup(body, capturing):
+            return ("(" if capturing else "(?:") + _python_text(body) + ")"
+        case _RRepeat(body, _, _, quantifier):
+            return _python_text(body) + quantifier
+    raise AssertionError(node)
+
+
+def _pushes(node: _RNode, n: int) -> float:
+    """An upper bound on the backtracking entries Oniguruma pushes in one match attempt on an
+    input of ``n`` characters: it fails an attempt at the 10,000,000th pop, and pops never
+    outnumber pushes (plus the bottom entry).
+
+    Per node, from the end of what follows it: ``(v, p)``, at most ``v`` ways to match from one
+    position (each continuing into the rest of the pattern) after at most ``p`` pushes.  A
+    sequence enters each item once per way through the items before it; an alternation pushes
+    one entry per extra branch; a repeat one per iteration (the way out), its body entered once
+    per way through the iterations before, each of which consumes a character unless the repeat
+    is bounded.  At the end of the pattern, a run of items that can be skipped (`*`, `?`,
+    `{0,k}`) is entered once: the attempt succeeds there.
+    """
+    if isinstance(node, _RAlt):
+        return len(node.branches) - 1 + sum(_top_branch_pushes(b, n) for b in node.branches)
+    return _top_branch_pushes(node, n)
+
+
+def _top_branch_pushes(node: _RNode, n: int) -> float:
+    items = node.items if isinstance(node, _RSeq) else (node,)
+    cut = len(items)
+    while cut and isinstance(items[cut - 1], _RRepeat) and items[cut - 1].low == 0:
+        cut -= 1
+    _, head = _cost(_RSeq(items[:cut]), n)
+    _, tail = _cost(_RSeq(items[cut:]), n)
+    return head + tail
+
+
+def _cost(node: _RNode, n: int) -> tuple[float, float]:
+    match node:
+        case _RAtom(_, pushes):
+            return 1.0, float(pushes)
+        case _RAnchor():
+            return 1.0, 0.0
+        case _RGroup(body, _):
+            return _cost(body, n)
+        case _RSeq(items):
+            ways, pushes = 1.0, 0.0
+            for item in items:
+                v, p = _cost(item, n)
+                if p:
+                    pushes += ways * p
+                ways *= v
+            return ways, pushes
+        case _RAlt(branches):
+            costs = [_cost(branch, n) for branch in branches]
+            ways = sum(v for v, _ in costs)
+            return ways, len(branches) - 1 + sum(p for _, p in costs)
+        case _RRepeat(body, low, high, _):
+            v, p = _cost(body, n)
+            # Unbounded: each iteration consumes a character (see quantified()).
+            iterations = n if high is None else high if _nullable(body) else min(high, n)
+            if v <= 1.0:
+                return float(max(1, iterations - low + 1)), iterations * (1.0 + p)
+            # v**k ways after k iterations: geometric sums, infinite where they overflow
+            if iterations * math.log(v) > 700:
+                return math.inf, math.inf
+            total = (v ** (iterations + 1) - 1) / (v - 1)
+            return total, total * (1.0 + p)
+    raise AssertionError(node)
+
+
+_UNBOUNDED_INPUT: Final = 1 << 40
+
+
+def _longest_input(tree: _RNode) -> int | None:
+    """The longest input on which the bound stays within budget: None for any, -1 for none."""
+    if _pushes(tree, _UNBOUNDED_INPUT) <= _BACKTRACK_BUDGET:
+        return None
+    low, high = -1, _UNBOUNDED_INPUT
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _pushes(tree, middle) <= _BACKTRACK_BUDGET:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _input_guard(
+    ascii_only: bool, longest: int | None, folds: bool
+) -> Callable[[str], bool] | None:
+    """Which inputs the native answer is certain for (see the section's comment); None: all."""
+    limit = _UNBOUNDED_INPUT if longest is None else longest
+    if folds:  # only under "i", hence ascii_only
+        search = _FOLD_SEQUENCES.search
+        return lambda s: s.isascii() and len(s) <= limit and search(s) is None
+    if ascii_only:
+        if longest is None:
+            return str.isascii
+        return lambda s: s.isascii() and len(s) <= limit
+    if longest is None:
+        return None
+    return lambda s: len(s) <= limit
 
 
 _LITERAL: Final = r"[^.^$*+?()\[\]{}|\\]*"
@@ -1278,141 +1635,27 @@ def _compile_regex(pattern: str, flags: str) -> _Regex | None:
         icase, pattern = True, pattern[4:]
     if icase and not pattern.isascii():
         return None  # Unicode case folding differs (Oniguruma folds "ss" and "ß")
-    sensitive = _check_regex(pattern, icase)
-    if sensitive is None:
+    parser = _RegexParser(pattern, icase)
+    try:
+        tree = parser.parse()
+    except _Unsupported:
         return None
+    longest = _longest_input(tree)
+    if longest == -1:
+        return None
+    guard = _input_guard(parser.sensitive or icase, longest, parser.folds)
     if not icase and (literal := _literal_search(pattern)) is not None:
-        return _Regex(literal, ascii_only=False)
-    if not sensitive and (finite := _finite_search(pattern, icase)) is not None:
-        return _Regex(finite, ascii_only=icase)
+        return _Regex(literal, guard)
+    if not parser.sensitive and (finite := _finite_search(pattern, icase)) is not None:
+        return _Regex(finite, guard)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            compiled = re.compile(pattern, re.ASCII | (re.IGNORECASE if icase else 0))
+            compiled = re.compile(_python_text(tree), re.ASCII | (re.IGNORECASE if icase else 0))
         except (re.error, Warning):
             return None
     search = compiled.search
-    return _Regex(lambda s: search(s) is not None, sensitive or icase)
-
-
-def _check_regex(p: str, icase: bool) -> bool | None:
-    """None if outside the subset; else whether it uses \\d \\w \\s \\b (ASCII-only agreement)."""
-    sensitive = False
-    depth = 0
-    quantifiable = False  # may the next token be a quantifier?
-    i, n = 0, len(p)
-    while i < n:
-        c = p[i]
-        if c == "\\":
-            d = p[i + 1 : i + 2]
-            if d in _REGEX_CLASS_SHORTHANDS:
-                sensitive, quantifiable = True, True
-            elif d in ("b", "B"):
-                sensitive, quantifiable = True, False
-            elif d == "A":
-                quantifiable = False
-            elif d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT):
-                quantifiable = True
-            else:
-                return None
-            i += 2
-        elif c == "[":
-            end, class_sensitive = _check_regex_class(p, i, icase)
-            if end is None:
-                return None
-            sensitive = sensitive or class_sensitive
-            quantifiable = True
-            i = end
-        elif c == "(":
-            if p.startswith("(?:", i):
-                i += 3
-            elif p.startswith("(?", i):
-                return None  # lookarounds, named groups, inline flags, comments
-            else:
-                i += 1
-            depth += 1
-            quantifiable = False
-        elif c == ")":
-            if depth == 0:
-                return None
-            depth -= 1
-            quantifiable = True
-            i += 1
-        elif c in "*+?{":
-            if not quantifiable:
-                return None
-            if c == "{":
-                m = _REGEX_INTERVAL.match(p, i)
-                if m is None:
-                    return None  # Oniguruma reads `{,n}` and bad braces literally
-                low, high = int(m.group(1)), m.group(3)
-                if low > 1000 or (high is not None and not low <= int(high) <= 1000):
-                    return None
-                i = m.end()
-            else:
-                i += 1
-            if p[i : i + 1] == "?":
-                i += 1  # lazy: same match/no-match answer
-            if p[i : i + 1] in ("*", "+", "?", "{"):
-                return None  # possessive or stacked quantifiers
-            quantifiable = False
-        elif c in "|^$":
-            quantifiable = False
-            i += 1
-        elif c in "]}":
-            return None
-        else:
-            quantifiable = True
-            i += 1
-    if depth:
-        return None
-    return sensitive
-
-
-def _check_regex_class(p: str, i: int, icase: bool) -> tuple[int | None, bool]:
-    """Check the class starting at ``p[i] == "["``; (index after it, uses \\d etc.)."""
-    sensitive = False
-    j = i + 1
-    if p[j : j + 1] == "^":
-        j += 1
-    start = j
-    n = len(p)
-    while j < n and p[j] != "]":
-        c = p[j]
-        if c == "[" or p[j : j + 2] in ("&&", "||", "~~", "--"):
-            return None, False  # nested classes, set operations
-        if c == "\\":
-            d = p[j + 1 : j + 2]
-            if d in _REGEX_CLASS_SHORTHANDS:
-                sensitive = True
-            elif not (d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT)):
-                return None, False
-            if p[j + 2 : j + 3] == "-" and p[j + 3 : j + 4] != "]":
-                return None, False  # ranges only between plain characters
-            j += 2
-        elif c == "-":
-            if j != start and p[j + 1 : j + 2] != "]":
-                return None, False
-            j += 1
-        elif p[j + 1 : j + 2] == "-" and p[j + 2 : j + 3] not in ("", "]"):
-            high = p[j + 2]
-            if high in "\\[]^-" or ord(high) < ord(c):
-                return None, False
-            if icase and not _same_case_range(c, high):
-                return None, False  # how each engine folds a mixed range is not worth proving
-            j += 3
-        else:
-            j += 1
-    if j >= n or j == start:
-        return None, False
-    return j + 1, sensitive
-
-
-def _same_case_range(low: str, high: str) -> bool:
-    return any(
-        low.isascii() and high.isascii() and test(low) and test(high)
-        for test in (str.islower, str.isupper, str.isdigit)
-    )
+    return _Regex(lambda s: search(s) is not None, guard)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2281,17 +2524,17 @@ def _b_test(regex: _Node, flags: _Node | None = None) -> _Code:
     compiled = _compile_regex(_literal_str(regex), flag_text)
     if compiled is None:
         raise _Unsupported("regex")
-    matches = compiled.matches
-    if compiled.ascii_only:
+    matches, guard = compiled
+    if guard is not None:
 
-        def test_ascii(x: Any) -> bool:
+        def test_guarded(x: Any) -> bool:
             if x.__class__ is str:
-                if not x.isascii():
-                    raise Fallback
-                return matches(x)
+                if guard(x):
+                    return matches(x)
+                raise Fallback
             raise _JqRuntimeError
 
-        return _Code(_ONE, test_ascii, is_bool=True)
+        return _Code(_ONE, test_guarded, is_bool=True)
 
     def test(x: Any) -> bool:
         if x.__class__ is str:

@@ -1176,6 +1176,64 @@ def test_regexes_outside_the_subset_are_refused() -> None:
         assert program is None or not program.evaluable, rule
 
 
+# Issue 10, defect 10: where Oniguruma and Python's re part ways.
+ONIGURUMA_QUIRKS = [
+    # With "i", a positive class holding \w, \S or \D also matches "ss", "st", "ff", "fi",
+    # "fl", "ffi", "ffl" as one character (ß ﬆ ﬀ ﬁ ﬂ ﬃ ﬄ fold to them): such input is libjq's.
+    ('.s | test("^[\\\\w.-]{1,8}$"; "i")', "password1", True, False),
+    ('.s | test("^[\\\\S]{1,10}$"; "i")', "AssumedRole", True, False),
+    ('.s | test("^[\\\\D]$"; "i")', "FFI", True, False),
+    ('.s | test("^[\\\\w.-]{1,8}$"; "i")', "alice-01", True, True),  # no such sequence
+    ('.s | test("^\\\\w{1,8}$"; "i")', "password1", False, True),  # not in a class
+    ('.s | test("^[^0-9]$"; "i")', "ss", False, True),  # not in a negated class
+    # `\B` matches in the empty string
+    ('.s | test("\\\\B")', "", True, True),
+    ('.s | test("^\\\\B$")', "", True, True),
+    ('.s | test("\\\\B")', "a", False, True),
+    # Past 10,000,000 backtracks Oniguruma gives up: a jq error, not an answer
+    ('.s | test("^[\\\\w.-]{1,64}$"; "i")', "f" * 40 + "!", JQ_ERROR, False),
+    ('.s | test("^(\\\\w|\\\\d)*$")', "1" * 30 + "!", JQ_ERROR, False),
+    ('.s | test("^(\\\\w|\\\\d)*$")', "1" * 12 + "!", False, True),
+]
+
+
+@pytest.mark.parametrize(("rule", "text", "expected", "decided_natively"), ONIGURUMA_QUIRKS)
+def test_regex_quirks_of_oniguruma(
+    rule: str, text: str, expected: Any, decided_natively: bool
+) -> None:
+    record_text = orjson.dumps({"s": text}).decode()
+    assert libjq_first(rule, record_text) is expected
+    got = native_first(native(rule), {"s": text})
+    assert got is (expected if decided_natively else FALLBACK)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["(?:^|:)?root$", "(?:^)?root", "(?:$|a)+", "(?:\\\\b)?a", "a(?:^|b)?", "(^a|b)*"],
+)
+def test_quantified_groups_of_anchors_are_left_to_libjq(pattern: str) -> None:
+    """Oniguruma refuses a quantifier on some groups holding an anchor ("target of repeat
+    operator is invalid"): the rule errors on every string; natively such a group is never
+    quantified."""
+    rule = f'.s | test("{pattern}")'
+    program = compile_native(rule)
+    assert program is None or not program.evaluable
+    if pattern != "(^a|b)*":  # a capture group is allowed by Oniguruma
+        assert libjq_first(rule, '{"s": "root"}') is JQ_ERROR
+
+
+def test_multi_character_case_foldings_are_the_ones_the_fast_path_knows() -> None:
+    """Every character whose full case folding is several ASCII characters (what a folding
+    class can match in ASCII input), and the class escapes that hold it."""
+    folds = {chr(c): chr(c).casefold() for c in range(sys.maxunicode + 1)}
+    ascii_multi = {c: f for c, f in folds.items() if len(f) > 1 and f.isascii()}
+    assert set(ascii_multi.values()) == {"ss", "st", "ff", "fi", "fl", "ffi", "ffl"}
+    for char in ascii_multi:
+        assert all(re.fullmatch(f"[{e}]", char) for e in ("\\w", "\\S", "\\D"))
+        assert not any(re.fullmatch(f"[{e}]", char) for e in ("\\W", "\\s", "\\d"))
+    assert sum(1 for f in folds.values() if len(f) > 1) <= 128  # native's push bound per class
+
+
 def test_tojson_of_strings_escapes_like_jq() -> None:
     chars = [chr(c) for c in range(0x300)]
     chars += [chr(c) for c in (0x7FF, 0x800, 0x2028, 0x2029, 0xFEFF, 0xFFFD, 0xFFFF, 0x1F600)]

@@ -1,0 +1,433 @@
+"""Every regex the native fast path accepts means what Oniguruma (jq's ``test``) means.
+
+A seeded generator writes patterns from the grammar the native regex checker accepts, and a
+little beyond it (so that its refusals are exercised too), with every flag combination; for each
+pattern it writes strings aimed at it: samples of the pattern, then mutated -- case swapped,
+characters that Oniguruma folds or classifies differently from Python spliced in (``ß`` and
+``ss``, ``ﬆ`` and ``st``, the Kelvin sign, ``ſ``, ``İ``, ``ı``, full-width letters and digits,
+Unicode spaces, newlines), ASCII and not. For each pattern the native side accepts,
+``.s | test(pattern; flags)`` is evaluated natively and by libjq on every string: the native
+side must give libjq's answer or defer (Fallback). A pattern that libjq rejects (a compile
+error at run time) must not be evaluated natively at all.
+
+The amount of work and the seed come from tests/fuzz_support.py (``TATTLETAIL_FUZZ_SCALE``,
+``TATTLETAIL_FUZZ_SEED``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tattletail.native import Fallback, _pushes, _RegexParser, compile_native
+from tests.fuzz_support import JqError, fuzz_scale, fuzz_seed, jq_program
+
+Sampler = Callable[[random.Random], str]
+
+# Characters worth having in patterns and strings: ASCII letters Oniguruma folds into
+# multi-character sequences or from non-ASCII letters (s, t, f, i, k), digits, punctuation,
+# and the non-ASCII characters whose classification or folding differs between engines.
+ASCII_LETTERS = "sStTfFiIkKlLaAzZ"
+DIGITS = "0179"
+PUNCT = " -_/:@,=!%&'\"~;#<>"
+NON_ASCII = "éßẞſ\u212aİıﬀﬁﬂﬃﬅﬆＡｓ٣３😀\u00a0\u2028\u0301Ωω"
+SPECIAL_SPACES = "\t\n\r\x0b\x0c\x1c\x85"
+UNIVERSE = ASCII_LETTERS + DIGITS + PUNCT + NON_ASCII + SPECIAL_SPACES + ".^$*+?()[]{}|\\"
+# Multi-character pieces Oniguruma may match as one case-folded character.
+PIECES = ["ss", "SS", "sS", "st", "ST", "ff", "fi", "fl", "ffi", "ffl", "FFI", "Ss", "sſ"]
+CONFUSABLES = {
+    "s": ["ſ", "ß", "ss"],
+    "S": ["ẞ", "ſ"],
+    "k": ["\u212a"],
+    "K": ["\u212a"],
+    "i": ["İ", "ı"],
+    "I": ["İ", "ı"],
+    "a": ["Ａ", "ａ"],
+    "1": ["١", "１"],
+    " ": ["\u00a0", "\u2028", "\t"],
+}
+ESCAPABLE = ".^$*+?()[]{}|\\/-_ #~'\";:,=!@%&"
+SHORTHANDS = "dDwWsS"
+# Escapes outside the native subset: only there to check that they are refused.
+FOREIGN_ESCAPES = [
+    "\\h",
+    "\\H",
+    "\\z",
+    "\\Z",
+    "\\G",
+    "\\x41",
+    "\\u0041",
+    "\\1",
+    "\\p{L}",
+    "\\v",
+    "\\e",
+    "\\0",
+    "\\K",
+    "\\R",
+    "\\X",
+    "\\N",
+    "\\O",
+    "\\y",
+]
+FLAGS = ["", "", "", "i", "i", "g", "x", "gi", "ix", "xi", "gx", "s", "n", "l", "ig"]
+
+
+def _member_sampler(pattern_piece: str, icase: bool) -> Sampler:
+    """Characters of the universe that Python (in Unicode mode) finds in a class: a bias
+    towards strings that match, not a definition."""
+    try:
+        compiled = re.compile(pattern_piece, re.IGNORECASE if icase else 0)
+    except re.error:
+        return lambda rng: rng.choice(UNIVERSE)
+    members = [c for c in UNIVERSE if compiled.fullmatch(c)]
+    members += [p for p in PIECES if icase and rng_free_match(compiled, p)]
+
+    def sample(rng: random.Random) -> str:
+        if members and rng.random() < 0.9:
+            return rng.choice(members)
+        return rng.choice(UNIVERSE + "".join(PIECES))
+
+    return sample
+
+
+def rng_free_match(compiled: re.Pattern[str], text: str) -> bool:
+    return compiled.fullmatch(text) is not None
+
+
+@dataclass
+class _Piece:
+    text: str
+    sample: Sampler
+    quantifiable: bool = True
+
+
+class PatternGenerator:
+    def __init__(self, rng: random.Random, icase: bool) -> None:
+        self.rng = rng
+        self.icase = icase
+
+    def pattern(self) -> tuple[str, Sampler]:
+        rng = self.rng
+        piece = self.alternation(depth=0)
+        text, sample = piece.text, piece.sample
+        if rng.random() < 0.3:
+            text = "^" + text
+        if rng.random() < 0.3:
+            text = text + "$"
+        if rng.random() < 0.04:
+            text = "(?i)" + text
+        return text, sample
+
+    def alternation(self, depth: int) -> _Piece:
+        rng = self.rng
+        branches = [self.sequence(depth) for _ in range(rng.choice([1, 1, 1, 2, 2, 3]))]
+        if rng.random() < 0.05:
+            branches.append(_Piece("", lambda r: ""))
+        text = "|".join(b.text for b in branches)
+        return _Piece(text, lambda r: r.choice(branches).sample(r))
+
+    def sequence(self, depth: int) -> _Piece:
+        rng = self.rng
+        parts = [self.quantified(depth) for _ in range(rng.choice([1, 1, 2, 2, 3, 4]))]
+        return _Piece("".join(p.text for p in parts), lambda r: "".join(p.sample(r) for p in parts))
+
+    def quantified(self, depth: int) -> _Piece:
+        rng = self.rng
+        atom = self.atom(depth)
+        roll = rng.random()
+        if roll < 0.55 or (not atom.quantifiable and rng.random() < 0.8):
+            return atom
+        low, high = 0, 3
+        if roll < 0.65:
+            q = "*"
+        elif roll < 0.75:
+            q, low = "+", 1
+        elif roll < 0.85:
+            q, high = "?", 1
+        else:
+            low = rng.choice([0, 1, 2, 3, 3, 3, 3, 3, 3, 999, 1000])
+            high = low + rng.choice([0, 1, 2])
+            q = rng.choice(
+                [
+                    f"{{{low}}}",
+                    f"{{{low},}}",
+                    f"{{{low},{high}}}",
+                    f"{{,{high}}}",
+                    f"{{{high},{low}}}",
+                ]
+            )
+            if q == f"{{{low}}}":
+                high = low
+            elif q.startswith("{,"):
+                low = 0
+        suffix = ""
+        extra = rng.random()
+        if extra < 0.25:
+            suffix = "?"
+        elif extra < 0.28:
+            suffix = "+"
+        elif extra < 0.30:
+            suffix = rng.choice(["*", "{2}", "??"])
+
+        def sample(r: random.Random) -> str:
+            count = r.randint(low, high + (1 if r.random() < 0.1 else 0))
+            if count > 10:  # a long run of one sample: nested long runs stay affordable
+                return atom.sample(r)[:5] * count
+            return "".join(atom.sample(r) for _ in range(count))
+
+        return _Piece(atom.text + q + suffix, sample)
+
+    def atom(self, depth: int) -> _Piece:  # noqa: C901 - one branch per kind of atom
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.30:
+            c = (
+                rng.choice(ASCII_LETTERS + DIGITS + PUNCT + NON_ASCII)
+                if rng.random() < 0.9
+                else "\\"
+            )
+            if c in ESCAPABLE and c not in " -_/:@,=!%&'\"~;#<>":
+                c = "\\" + c
+            literal = c[-1]
+
+            def sample_literal(r: random.Random) -> str:
+                if self.icase and r.random() < 0.4:
+                    return r.choice([literal.swapcase(), *CONFUSABLES.get(literal, [literal])])
+                return literal
+
+            return _Piece(c, sample_literal)
+        if roll < 0.38:
+            c = rng.choice(ESCAPABLE)
+            return _Piece("\\" + c, lambda r: c)
+        if roll < 0.41:
+            code = rng.choice("ntr")
+            char = {"n": "\n", "t": "\t", "r": "\r"}[code]
+            return _Piece("\\" + code, lambda r: char)
+        if roll < 0.53:
+            letter = rng.choice(SHORTHANDS)
+            return _Piece("\\" + letter, _member_sampler("\\" + letter, self.icase))
+        if roll < 0.58:
+            return _Piece(".", _member_sampler(".", self.icase))
+        if roll < 0.66:
+            anchor = rng.choice(["^", "$", "\\A", "\\b", "\\B", "\\b", "\\B"])
+            return _Piece(anchor, lambda r: r.choice(["", "", " ", "\n"]), quantifiable=False)
+        if roll < 0.67:
+            foreign = rng.choice(FOREIGN_ESCAPES)
+            return _Piece(foreign, lambda r: r.choice(UNIVERSE))
+        if roll < 0.85:
+            return self.char_class()
+        if depth >= 2:
+            return _Piece("a", lambda r: "a")
+        inner = self.alternation(depth + 1)
+        opener = rng.choice(["(", "(?:", "(?:", "(", "(?i)", "(?i:", "(?=", "(?<n>"][:8])
+        if opener == "(?i)":
+            return _Piece("(?i)", lambda r: "", quantifiable=False)
+        return _Piece(opener + inner.text + ")", inner.sample)
+
+    def char_class(self) -> _Piece:
+        rng = self.rng
+        items = []
+        for _ in range(rng.choice([1, 1, 2, 2, 3, 4])):
+            roll = rng.random()
+            if roll < 0.35:
+                items.append(rng.choice(ASCII_LETTERS + DIGITS + PUNCT + NON_ASCII + ".^$|()*+?{}"))
+            elif roll < 0.6:
+                low, high = sorted(rng.sample("09azAZafFZ_`sSkK", 2))
+                if rng.random() < 0.05:
+                    low, high = high, low
+                items.append(f"{low}-{high}")
+            elif roll < 0.85:
+                items.append("\\" + rng.choice(SHORTHANDS))
+            elif roll < 0.95:
+                items.append("\\" + rng.choice(".-]\\^ntr[$|"))
+            else:
+                items.append(rng.choice(["[:alpha:]", "a&&b", "\\h", "[a]", "\\p{L}", "\\b"]))
+        if rng.random() < 0.1:
+            items.insert(0, "-")
+        if rng.random() < 0.1:
+            items.append("-")
+        negate = "^" if rng.random() < 0.25 else ""
+        text = "[" + negate + "".join(items) + "]"
+        return _Piece(text, _member_sampler(text, self.icase))
+
+
+def mutate(rng: random.Random, text: str) -> str:
+    roll = rng.random()
+    chars = list(text)
+    position = rng.randint(0, len(chars))
+    if roll < 0.2:
+        chars.insert(position, rng.choice(UNIVERSE))
+    elif roll < 0.35:
+        chars.insert(position, rng.choice(PIECES))
+    elif roll < 0.5 and chars:
+        del chars[min(position, len(chars) - 1)]
+    elif roll < 0.65 and chars:
+        i = min(position, len(chars) - 1)
+        chars[i] = rng.choice(CONFUSABLES.get(chars[i], [chars[i].swapcase()]))
+    elif roll < 0.75:
+        return text.swapcase() if rng.random() < 0.5 else text.upper()
+    elif roll < 0.85:
+        return text + "\n" if rng.random() < 0.7 else "\n" + text
+    elif roll < 0.9:
+        return text * rng.choice([2, 3, 20])
+    else:
+        return text.replace("ss", rng.choice(["ß", "ẞ", "SS"])).replace("st", "ﬆ")
+    return "".join(chars)
+
+
+LONGEST = 120
+
+
+def strings_for(rng: random.Random, sample: Sampler, count: int) -> list[str]:
+    samples = {"", sample(rng)[:LONGEST]}
+    while len(samples) < count:
+        base = sample(rng) if rng.random() < 0.6 else rng.choice(sorted(samples))
+        for _ in range(rng.choice([0, 1, 1, 2, 3])):
+            base = mutate(rng, base)
+        samples.add(base[:LONGEST])
+    return sorted(samples)
+
+
+@dataclass(frozen=True)
+class Case:
+    pattern: str
+    flags: str
+    strings: tuple[str, ...]
+
+    def rule(self, ascii_escapes: bool) -> str:
+        flags = f"; {json.dumps(self.flags)}" if self.flags or ascii_escapes else ""
+        return f".s | test({json.dumps(self.pattern, ensure_ascii=ascii_escapes)}{flags})"
+
+
+def generate_cases(seed: int, count: int) -> list[Case]:
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(count):
+        flags = rng.choice(FLAGS)
+        icase = "i" in flags
+        pattern, sample = PatternGenerator(rng, icase).pattern()
+        cases.append(Case(pattern, flags, tuple(strings_for(rng, sample, 12))))
+    return cases
+
+
+ORACLE = '[.[] | .[0] as $p | .[1] as $f | [.[2][] | try test($p; $f) catch "ERR"]]'
+
+
+def libjq_answers(cases: list[Case]) -> list[list[Any]]:
+    rows = jq_program(ORACLE).input_value([[c.pattern, c.flags, c.strings] for c in cases])
+    return [[JqError("regex") if cell == "ERR" else cell for cell in row] for row in rows.first()]
+
+
+def native_answer(program: Any, text: str) -> Any:
+    try:
+        return program.first_output({"s": text})
+    except Fallback:
+        return None
+
+
+def differences(cases: list[Case]) -> tuple[list[str], int, int]:
+    """(mismatches, patterns evaluated natively, answers given natively)."""
+    problems: list[str] = []
+    accepted = answered = 0
+    for n, (case, expected) in enumerate(zip(cases, libjq_answers(cases), strict=True)):
+        program = compile_native(case.rule(ascii_escapes=n % 2 == 0))
+        if program is None or not program.evaluable:
+            continue
+        accepted += 1
+        for text, want in zip(case.strings, expected, strict=True):
+            got = native_answer(program, text)
+            if got is None:
+                continue
+            answered += 1
+            if got is not want:
+                problems.append(
+                    f"test({case.pattern!r}; {case.flags!r}) on {text!r}: "
+                    f"native {got!r}, libjq {want!r}"
+                )
+    return problems, accepted, answered
+
+
+def run(seed: int, count: int) -> tuple[list[str], int, int]:
+    return differences(generate_cases(seed, count))
+
+
+@pytest.mark.parametrize("part", range(2))
+def test_native_regexes_equal_oniguruma_on_generated_patterns(part: int) -> None:
+    count = 1000 * fuzz_scale()
+    seed = fuzz_seed() + part
+    problems, accepted, answered = run(seed, count)
+    assert not problems, f"seed {seed}: {len(problems)} differences, e.g. {problems[:10]}"
+    # The generator reaches the native subset: most of it is accepted and answered natively.
+    assert accepted > count // 4
+    assert answered > accepted * 5
+
+
+# --- Oniguruma's backtracking limit
+
+# Oniguruma fails a match attempt at its 10,000,000th backtrack ("retry-limit-in-match over",
+# a jq error); the fast path answers only where its bound (native._pushes) on that count stays
+# under a tenth of it.  The bound must never be below what Oniguruma really does: on patterns
+# that backtrack exponentially, each on an input built to make it backtrack, at
+# the longest input where the bound is still under the limit, libjq must not give up -- and, to
+# show the input really does backtrack, it must give up on a longer one.  (Observed: the bound
+# is 3 to 7 times Oniguruma's count where Oniguruma gives up.)
+LIMIT = 10_000_000
+BACKTRACKING = [
+    # (pattern, flags, repeated unit, length where libjq must give up)
+    ("^(?:a|a)*!", "", "a", 60),
+    ("^(a|a)*?!", "", "a", 60),
+    ("^(?:\\w|\\d)*$", "", "1", 60),
+    ("^(?:a|a){0,60}!", "", "a", 60),
+    ("^(a+)+!", "", "a", 60),
+    ("^(?:s|S)*!", "i", "s", 60),
+    ("^(?:[\\w]|a)*!", "i", "a", 60),
+    ("^(?:a|a|a)*!", "", "a", 60),
+]
+
+
+def longest_under_limit(tree: Any) -> int:
+    low, high = 0, 1 << 20
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if _pushes(tree, middle) < LIMIT else (low, middle)
+    return low
+
+
+def backtracking_input(unit: str, length: int) -> str:
+    # The pattern's last literal is in the input (else Oniguruma's search skips every
+    # attempt), after a character that stops the repeat.
+    return unit * (length - 2) + "=!"
+
+
+@pytest.mark.parametrize(("pattern", "flags", "unit", "gives_up_at"), BACKTRACKING)
+def test_backtracking_bound_is_never_below_onigurumas_count(
+    pattern: str, flags: str, unit: str, gives_up_at: int
+) -> None:
+    tree = _RegexParser(pattern, "i" in flags).parse()
+    length = longest_under_limit(tree)
+    assert length < gives_up_at
+    case = Case(
+        pattern, flags, (backtracking_input(unit, length), backtracking_input(unit, gives_up_at))
+    )
+    ((under, over),) = libjq_answers([case])
+    assert not isinstance(under, JqError), f"libjq gave up at {length}, the bound said it would not"
+    assert isinstance(over, JqError)  # the input does make Oniguruma backtrack
+    # The fast path leaves both to libjq, and answers, like libjq, where its budget allows.
+    program = compile_native(case.rule(ascii_escapes=False))
+    assert program is not None and program.evaluable
+    assert native_answer(program, case.strings[0]) is None
+    assert native_answer(program, case.strings[1]) is None
+    low, high = 3, length  # native answers at low (checked below), not at high
+    while high - low > 1:
+        middle = (low + high) // 2
+        answers = native_answer(program, backtracking_input(unit, middle)) is not None
+        low, high = (middle, high) if answers else (low, middle)
+    text = backtracking_input(unit, low)
+    ((expected,),) = libjq_answers([Case(pattern, flags, (text,))])
+    assert native_answer(program, text) is expected
