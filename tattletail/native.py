@@ -176,7 +176,12 @@ class NativeProgram:
 
     def first_output(self, record: Any) -> Any:
         """First output of the program on ``record``, or ``NO_OUTPUT``; raises ``Fallback``."""
-        return self._run(record)
+        try:
+            return self._run(record)
+        except RecursionError:
+            # Values nested deeper than Python's stack allows (orjson reads 1,024 levels, and
+            # `fromjson` makes more of a string): libjq decides, and nothing else escapes.
+            raise Fallback from None
 
     def memo_key(self, record: Any) -> tuple[Any, ...] | None:
         """A hashable key such that records with equal keys have the same first output (or the
@@ -187,6 +192,13 @@ class NativeProgram:
 
 def compile_native(source: str) -> NativeProgram | None:
     """Compile ``source``; ``None`` when there is neither a native evaluator nor a prefilter."""
+    try:
+        return _compile_source(source)
+    except RecursionError:
+        return None  # a program nested or chained deeper than the analyses' recursion: libjq's
+
+
+def _compile_source(source: str) -> NativeProgram | None:
     ast = _parse(source)
     if ast is None:
         return None
@@ -237,8 +249,11 @@ def _leading_select(ast: _Node) -> _Node | None:
 
 def required_values(source: str) -> Mapping[tuple[str, ...], frozenset[str]] | None:
     """The prefilter of ``source`` (see ``NativeProgram.required``), even if it is not evaluable."""
-    ast = _parse(source)
-    return None if ast is None else _required(ast)
+    try:
+        ast = _parse(source)
+        return None if ast is None else _required(ast)
+    except RecursionError:
+        return None
 
 
 def _always_fallback(record: Any) -> Any:
@@ -2472,11 +2487,18 @@ def _fromjson(x: Any) -> Any:
 
 
 def _holds_number(value: Any) -> bool:
-    if value.__class__ is dict:
-        return any(_holds_number(item) for item in value.values())
-    if value.__class__ is list:
-        return any(_holds_number(item) for item in value)
-    return value.__class__ is int or value.__class__ is float
+    # A loop, not recursion: `fromjson` values are as deep as orjson reads (1,024 levels).
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = item.__class__
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        elif kind is int or kind is float:
+            return True
+    return False
 
 
 def _b_fromjson() -> _Code:

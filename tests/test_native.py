@@ -1041,6 +1041,57 @@ def test_an_error_after_the_first_output_does_not_change_it() -> None:
         program.first_output(record)
 
 
+# Issue 10, defect 1 (native part): text nested deeper than Python's stack, run through
+# `fromjson`.  libjq parses up to 10,000 levels (an object level counts twice) and fails past
+# them ("Exceeds depth limit for parsing"); the fast path answers where it can and otherwise
+# falls back, never raising anything else.
+DEEP_TEXTS = {
+    f"{kind} {depth}": text
+    for depth in (300, 1000, 1024, 1025, 5000, 10000, 10001, 20000)
+    for kind, text in (
+        ("arrays", "[" * depth + "]" * depth),
+        ("objects", '{"a":' * (depth // 2) + "true" + "}" * (depth // 2)),
+        ("mixed", '[{"a":' * (depth // 2) + '"x"' + "}]" * (depth // 2)),
+    )
+}
+DEEP_RULES = [
+    "select(.x | fromjson? | length > 0)",
+    '.x | fromjson? | type == "array"',
+    "[.x | fromjson?] | length",
+    "(.x | fromjson | length)?",
+    ".x | fromjson | length",
+    "(.x | fromjson) == (.x | fromjson)",
+    ".x | fromjson | flatten | length",
+    "try (.x | fromjson | length) catch 0",
+]
+
+
+@pytest.mark.parametrize("name", list(DEEP_TEXTS))
+def test_fromjson_of_deeply_nested_text_gives_libjqs_answer(name: str) -> None:
+    record = {"x": DEEP_TEXTS[name]}
+    text = orjson.dumps(record).decode()
+    answered = 0
+    for rule in DEEP_RULES:
+        program = compile_native(rule)
+        if program is None or not program.evaluable:
+            continue  # try/catch: libjq's
+        try:
+            program.first_output(record)
+        except Fallback:
+            continue  # libjq decides: never any other exception
+        answered += 1
+        assert problems_for(program, record, libjq_first(rule, text)) == [], rule
+    depth = int(name.split()[1])
+    assert answered or depth > 1024  # orjson reads 1,024 levels; beyond them libjq decides
+
+
+def test_programs_chained_deeper_than_the_analyses_recursion_are_left_to_libjq() -> None:
+    for rule in (".a" * 2000, " | ".join(["."] * 2000), "not | " * 2000 + "."):
+        jq_program(rule)  # libjq compiles them
+        assert compile_native(rule) is None
+        assert required_values(rule) is None
+
+
 # --- regexes
 
 SUPPORTED_REGEXES = [
