@@ -121,6 +121,7 @@ __all__ = [
     "Fallback",
     "NativeProgram",
     "compile_native",
+    "equal_to_record",
     "required_values",
 ]
 
@@ -1116,6 +1117,53 @@ def _jq_eq(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(_jq_eq(v, b[k]) for k, v in a.items())
     return True
 
+
+def equal_to_record(output: Any, record: Any) -> bool | None:
+    """jq's ``output == record``, for a first output as the jq binding returns it (numbers
+    through a double) and a record as orjson decoded it; None where the answer depends on what
+    the binding does not show.
+
+    Kinds are kept apart (``true`` is not ``1``).  Numbers with different doubles differ in jq
+    too; numbers with the same double are None: jq compares two number literals exactly (the
+    record's ``9007199254740993`` and a rule's ``9007199254740992``, or ``5`` and
+    ``5.00000000000000001``) and the binding rounds both alike.  A loop, not recursion: records
+    nest as deep as orjson reads.
+    """
+    unsure = False
+    pending = [(output, record)]
+    while pending:
+        a, b = pending.pop()
+        kind = a.__class__
+        if kind is str or kind is bool or a is None:
+            if a is not b and (kind is not b.__class__ or a != b):
+                return False
+        elif kind is dict:
+            if b.__class__ is not dict or len(a) != len(b):
+                return False
+            for key, value in a.items():
+                other = b.get(key, _ABSENT)
+                if other is _ABSENT:
+                    return False
+                pending.append((value, other))
+        elif kind is list:
+            if b.__class__ is not list or len(a) != len(b):
+                return False
+            pending.extend(zip(a, b, strict=True))
+        elif kind is int or kind is float:
+            if b.__class__ is not int and b.__class__ is not float:
+                return False
+            try:
+                if float(a) != float(b):
+                    return False
+            except OverflowError:
+                return None
+            unsure = True
+        else:
+            return None
+    return None if unsure else True
+
+
+_ABSENT: Final = object()
 
 _COMPARE_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "==": _jq_eq,

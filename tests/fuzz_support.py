@@ -54,3 +54,28 @@ class JqError:
 
     def __hash__(self) -> int:
         return 0
+
+
+# A rule's verdict on one record, from libjq alone and straight from the matching contract (see
+# tattletail.rules): "none" (no output, null, false), "record" (a first output equal to the
+# record, as jq compares), "output" (another first output: the annotation) or "error" (a runtime
+# error before the first output: its message).
+_VERDICT = """
+try (
+  . as $__tattletail_record
+  | [first(({source}
+  ))]
+  | if . == [] or .[0] == null or .[0] == false then ["none"]
+    elif .[0] == $__tattletail_record then ["record"]
+    else ["output", .[0]]
+    end
+) catch ["error", .]
+"""
+
+
+def libjq_verdicts(source: str, texts: list[str]) -> list[tuple[Any, ...]]:
+    """libjq's verdict (see _VERDICT) for one rule on each record text, in one libjq run."""
+    program = jq_program(_VERDICT.replace("{source}", source))
+    verdicts = [tuple(v) for v in program.input_text("\n".join(texts)).all()]
+    assert len(verdicts) == len(texts)
+    return verdicts

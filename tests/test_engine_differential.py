@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jq
 import orjson
 import pytest
 
 from tattletail import config
-from tattletail.native import NO_OUTPUT
-from tattletail.rules import Match, RuleSet, RuleSource, interpret
+from tattletail.rules import Match, RuleSet, RuleSource
 from tests.conftest import REPO, SHARED_DATA, real_records
+from tests.fuzz_support import libjq_verdicts
 
 RULE_FILES = [
     REPO / "config" / "tattletail.toml",
@@ -36,23 +35,17 @@ def panther_events() -> list[dict[str, Any]]:
 
 def libjq_truth(sources: list[RuleSource], records: list[dict[str, Any]]) -> tuple:
     """Matches and error counts computed with libjq alone, straight from the contract."""
-    programs = [jq.compile(source.jq_match) for source in sources]
+    texts = [orjson.dumps(record).decode() for record in records]
     matches: list[tuple[int, int, Any]] = []
     errors: dict[int, int] = {}
-    for position, record in enumerate(records):
-        text = orjson.dumps(record).decode()
-        for rule_index, program in enumerate(programs):
-            outputs = iter(program.input_text(text))
-            try:
-                first = next(outputs)
-            except StopIteration:
-                first = NO_OUTPUT
-            except ValueError:
+    for rule_index, source in enumerate(sources):
+        for position, verdict in enumerate(libjq_verdicts(source.jq_match, texts)):
+            if verdict[0] == "error":
                 errors[rule_index] = errors.get(rule_index, 0) + 1
-                continue
-            matched, annotation = interpret(first, record)
-            if matched:
+            elif verdict[0] != "none":
+                annotation = verdict[1] if verdict[0] == "output" else None
                 matches.append((position, rule_index, annotation))
+    matches.sort()
     return matches, errors
 
 
@@ -93,3 +86,41 @@ def test_rule_by_rule_order_gives_the_same_results_as_record_by_record() -> None
     assert engine_result(by_rule.matches, records) == engine_result(by_record.matches, records)
     assert by_rule.error_counts == by_record.error_counts
     assert announced == [n for n in range(len(sources)) if n != 3]
+
+
+# Issue 10, defect 11: "an output equal to the record gives `match` null" is jq's equality, not
+# Python's (True == 1, integers compared through a double).  (program, record, output is the
+# record as jq compares them)
+EQUAL_TO_THE_RECORD = [
+    ('select(.eventName == "X") | .readOnly = 1', {"eventName": "X", "readOnly": True}, False),
+    ('select(.eventName == "X") | .a = [true]', {"eventName": "X", "a": [1]}, False),
+    ('select(.eventName == "X") | .a = {"b": 0}', {"eventName": "X", "a": {"b": False}}, False),
+    (
+        'select(.eventName == "X") | .n = 9007199254740992',
+        {"eventName": "X", "n": 2**53 + 1},
+        False,
+    ),
+    ('select(.eventName == "X") | .n = 5.00000000000000001', {"eventName": "X", "n": 5}, False),
+    ('select(.eventName == "X") | .n = .n', {"eventName": "X", "n": 2**53 + 1}, True),
+    ('select(.eventName == "X") | .n |= . + 0', {"eventName": "X", "n": 2**53 + 1}, True),
+    ('select(.eventName == "X") | .n = 1', {"eventName": "X", "n": 1.0}, True),
+    ('select(.eventName == "X") | .n = 0', {"eventName": "X", "n": -0.0}, True),
+    ('select(.eventName == "X") | del(.none)', {"eventName": "X", "n": [1e300, -1]}, True),
+    # natively: object construction, numbers as the binding would show them
+    ("{eventName, n}", {"eventName": "X", "n": 2**53 + 1}, True),
+    ("{eventName, f: true}", {"eventName": "X", "f": 1}, False),
+    ("{eventName, f: 1}", {"eventName": "X", "f": True}, False),
+]
+
+
+@pytest.mark.parametrize(("program", "record", "is_the_record"), EQUAL_TO_THE_RECORD)
+def test_an_output_is_the_record_as_jq_compares_them(
+    program: str, record: dict[str, Any], is_the_record: bool
+) -> None:
+    (verdict,) = libjq_verdicts(program, [orjson.dumps(record).decode()])
+    assert verdict[0] == ("record" if is_the_record else "output")
+    (match,) = RuleSet([RuleSource("rule", program)]).evaluate([record]).matches
+    if is_the_record:
+        assert match.annotation is None
+    else:
+        assert typed(match.annotation) == typed(verdict[1])
