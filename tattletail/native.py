@@ -1553,11 +1553,16 @@ def _cost(node: _RNode, n: int) -> tuple[float, float]:
             iterations = n if high is None else high if _nullable(body) else min(high, n)
             if v <= 1.0:
                 return float(max(1, iterations - low + 1)), iterations * (1.0 + p)
-            # v**k ways after k iterations: geometric sums, infinite where they overflow
-            if iterations * math.log(v) > 700:
+            # v**k ways into iteration k: geometric sums, infinite where they overflow
+            if iterations == 0:
+                return 1.0, 0.0
+            if math.isinf(v):
                 return math.inf, math.inf
-            total = (v ** (iterations + 1) - 1) / (v - 1)
-            return total, total * (1.0 + p)
+            try:
+                ways = (v ** (iterations + 1) - v**low) / (v - 1)
+                return ways, (v**iterations - 1) / (v - 1) * (1.0 + p)
+            except OverflowError:
+                return math.inf, math.inf
     raise AssertionError(node)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -56,26 +57,48 @@ class JqError:
         return 0
 
 
-# A rule's verdict on one record, from libjq alone and straight from the matching contract (see
-# tattletail.rules): "none" (no output, null, false), "record" (a first output equal to the
-# record, as jq compares), "output" (another first output: the annotation) or "error" (a runtime
-# error before the first output: its message).
+# A rule's first output on one record, from libjq alone: none, a value (and whether it equals the
+# record as jq compares them), or the error raised before it.
 _VERDICT = """
 try (
   . as $__tattletail_record
   | [first(({source}
   ))]
-  | if . == [] or .[0] == null or .[0] == false then ["none"]
-    elif .[0] == $__tattletail_record then ["record"]
-    else ["output", .[0]]
-    end
+  | if . == [] then ["none"] else ["first", .[0], .[0] == $__tattletail_record] end
 ) catch ["error", .]
 """
 
 
-def libjq_verdicts(source: str, texts: list[str]) -> list[tuple[Any, ...]]:
-    """libjq's verdict (see _VERDICT) for one rule on each record text, in one libjq run."""
+@dataclass(frozen=True)
+class Verdict:
+    """libjq's answer for one rule and one record, and what the matching contract (see
+    tattletail.rules) makes of it."""
+
+    raised: bool
+    has_output: bool
+    output: Any = None
+    is_record: bool = False  # the output equals the record, as jq compares them
+    error: Any = None
+
+    @property
+    def matched(self) -> bool:
+        return self.has_output and self.output is not None and self.output is not False
+
+    @property
+    def annotation(self) -> Any:
+        return None if self.is_record else self.output
+
+
+def libjq_verdicts(source: str, texts: list[str]) -> list[Verdict]:
+    """libjq's verdict for one rule on each record text, in one libjq run."""
     program = jq_program(_VERDICT.replace("{source}", source))
-    verdicts = [tuple(v) for v in program.input_text("\n".join(texts)).all()]
+    verdicts = []
+    for row in program.input_text("\n".join(texts)).all():
+        if row[0] == "error":
+            verdicts.append(Verdict(raised=True, has_output=False, error=row[1]))
+        elif row[0] == "none":
+            verdicts.append(Verdict(raised=False, has_output=False))
+        else:
+            verdicts.append(Verdict(False, True, row[1], row[2]))
     assert len(verdicts) == len(texts)
     return verdicts

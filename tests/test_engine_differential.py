@@ -40,11 +40,10 @@ def libjq_truth(sources: list[RuleSource], records: list[dict[str, Any]]) -> tup
     errors: dict[int, int] = {}
     for rule_index, source in enumerate(sources):
         for position, verdict in enumerate(libjq_verdicts(source.jq_match, texts)):
-            if verdict[0] == "error":
+            if verdict.raised:
                 errors[rule_index] = errors.get(rule_index, 0) + 1
-            elif verdict[0] != "none":
-                annotation = verdict[1] if verdict[0] == "output" else None
-                matches.append((position, rule_index, annotation))
+            elif verdict.matched:
+                matches.append((position, rule_index, verdict.annotation))
     matches.sort()
     return matches, errors
 
@@ -118,9 +117,7 @@ def test_an_output_is_the_record_as_jq_compares_them(
     program: str, record: dict[str, Any], is_the_record: bool
 ) -> None:
     (verdict,) = libjq_verdicts(program, [orjson.dumps(record).decode()])
-    assert verdict[0] == ("record" if is_the_record else "output")
+    assert verdict.matched and verdict.is_record is is_the_record
     (match,) = RuleSet([RuleSource("rule", program)]).evaluate([record]).matches
-    if is_the_record:
-        assert match.annotation is None
-    else:
-        assert typed(match.annotation) == typed(verdict[1])
+    assert typed(match.annotation) == typed(verdict.annotation)
+    assert (match.annotation is None) is is_the_record

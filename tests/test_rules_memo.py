@@ -15,7 +15,7 @@ from tests.fuzz_support import libjq_verdicts
 def libjq_results(program: str, records: list[dict[str, Any]]) -> list[tuple[bool, Any]]:
     texts = [orjson.dumps(record).decode() for record in records]
     return [
-        (verdict[0] in ("record", "output"), verdict[1] if verdict[0] == "output" else None)
+        (verdict.matched, verdict.annotation if verdict.matched else None)
         for verdict in libjq_verdicts(program, texts)
     ]
 
