@@ -39,6 +39,19 @@ def jq_program(source: str) -> Any:
     return jq.compile(source)
 
 
+def as_binding(value: Any) -> Any:
+    """How the jq binding reports a value: numbers through a double, integral ones as int."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, int):
+        return value if abs(value) <= 2**53 else int(float(value))
+    if isinstance(value, list):
+        return [as_binding(v) for v in value]
+    return {k: as_binding(v) for k, v in value.items()}
+
+
 class JqError:
     """libjq raised an error (its message kept for the reader of a failure)."""
 

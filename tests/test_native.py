@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tattletail.native import NO_OUTPUT, Fallback, NativeProgram, compile_native, required_values
+from tests.fuzz_support import as_binding
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -332,19 +333,6 @@ def libjq_first_batched(rules: list[str], texts: list[str]) -> list[list[Any]]:
 
 
 # --- comparing results
-
-
-def as_binding(value: Any) -> Any:
-    """How the jq binding reports a value: numbers through a double, integral ones as int."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else value
-    if isinstance(value, int):
-        return value if abs(value) <= 2**53 else int(float(value))
-    if isinstance(value, list):
-        return [as_binding(v) for v in value]
-    return {k: as_binding(v) for k, v in value.items()}
 
 
 def same_json(a: Any, b: Any) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jq
@@ -34,7 +34,7 @@ from tattletail import config, rules
 from tattletail.native import NO_OUTPUT, Fallback, _JqRuntimeError, compile_native
 from tattletail.rules import RuleSet, RuleSource
 from tests.conftest import REPO
-from tests.fuzz_support import Verdict, fuzz_scale, fuzz_seed, libjq_verdicts
+from tests.fuzz_support import Verdict, as_binding, fuzz_scale, fuzz_seed, libjq_verdicts
 from tests.test_native_regex_fuzz import PatternGenerator
 
 # --- values
@@ -429,78 +429,57 @@ class RuleGenerator:
 
     # -- expressions with (mostly) one value
 
-    def value(self, depth: int = 0) -> str:  # noqa: C901 - one branch per idiom
+    def pick(self, table: list[tuple[int, Callable[[], str]]]) -> str:
+        """One entry's text, chosen by weight."""
+        roll = self.rng.random() * sum(weight for weight, _ in table)
+        for weight, make in table:
+            roll -= weight
+            if roll < 0:
+                return make()
+        return table[-1][1]()
+
+    def value(self, depth: int = 0) -> str:
         rng = self.rng
         if depth >= 3:
             return self.path() if rng.random() < 0.8 else self.literal()
-        p = self.path()
-        roll = rng.random()
-        if roll < 0.42:
-            return p
-        if roll < 0.46:
-            return f"({p} // {self.literal()})"
-        if roll < 0.48:
-            return f"({p} // {self.value(depth + 1)})"
-        if roll < 0.64:
-            step = rng.choice(
-                [
-                    "tostring",
-                    "tojson",
-                    "length",
-                    "type",
-                    "ascii_downcase",
-                    "ascii_upcase",
-                    f"ltrimstr({self.string()})",
-                    f"rtrimstr({self.string()})",
-                    f"split({self.string()})",
-                    f"split({self.string()}) | last",
-                    f"split({self.string()}) | .[1]",
-                    "tonumber",
-                    "tonumber?",
-                    "fromjson",
-                    "fromjson?",
-                    "fromjson? | .Statement",
-                    "(fromjson? // {}) | .Statement",
-                    "@base64d",
-                    "@base64",
-                    "keys",
-                    "first(.[]?)",
-                    f"index({self.string()})",
-                    'join(",")',
-                    "flatten",
-                    "values",
-                    "strings",
-                    "numbers",
-                    "not",
-                    "utf8bytelength",
-                    "tostring | length",
-                    'ascii_downcase | ltrimstr("arn:")',
-                    ".[0:3]?",
-                    "map(type)?",
-                    "to_entries?",
-                ]
-            )
-            return f"({p} | {step})"
-        if roll < 0.68:
-            return f'"{self.interpolation(depth)}"'
-        if roll < 0.71:
-            return f"[{self.value(depth + 1)}, {self.value(depth + 1)}]"
-        if roll < 0.74:
-            other = rng.choice(["eventName", "n", '"x": 1'])
-            return f"{{k: {self.value(depth + 1)}, {other}}}"
-        if roll < 0.77:
-            return f"({p} + {self.literal()})"
-        if roll < 0.81:
-            branches = f"then {self.value(depth + 1)} else {self.value(depth + 1)}"
-            return f"(if {self.condition(depth + 1)} {branches} end)"
-        if roll < 0.85:
-            handler = rng.choice([".", '"caught"', "null"])
-            return f"(try {self.value(depth + 1)} catch {handler})"
-        if roll < 0.89:
-            return f"({self.value(depth + 1)})?"
-        if roll < 0.92:
-            return f"first({p}[]?)"
-        return self.literal()
+        p, d = self.path(), depth + 1
+        return self.pick(
+            [
+                (42, lambda: p),
+                (4, lambda: f"({p} // {self.literal()})"),
+                (2, lambda: f"({p} // {self.value(d)})"),
+                (16, lambda: f"({p} | {self.step()})"),
+                (4, lambda: f'"{self.interpolation(depth)}"'),
+                (3, lambda: f"[{self.value(d)}, {self.value(d)}]"),
+                (3, lambda: f"{{k: {self.value(d)}, {rng.choice(OTHER_ENTRIES)}}}"),
+                (3, lambda: f"({p} + {self.literal()})"),
+                (
+                    4,
+                    lambda: (
+                        f"(if {self.condition(d)} then {self.value(d)} else {self.value(d)} end)"
+                    ),
+                ),
+                (4, lambda: f"(try {self.value(d)} catch {rng.choice(HANDLERS)})"),
+                (4, lambda: f"({self.value(d)})?"),
+                (3, lambda: f"first({p}[]?)"),
+                (8, self.literal),
+            ]
+        )
+
+    def step(self) -> str:
+        """A builtin rules apply to a field's value."""
+        s = self.string
+        return self.pick(
+            [(1, lambda step=step: step) for step in STEPS]
+            + [
+                (1, lambda: f"ltrimstr({s()})"),
+                (1, lambda: f"rtrimstr({s()})"),
+                (1, lambda: f"split({s()})"),
+                (1, lambda: f"split({s()}) | last"),
+                (1, lambda: f"split({s()}) | .[1]"),
+                (1, lambda: f"index({s()})"),
+            ]
+        )
 
     def interpolation(self, depth: int) -> str:
         rng = self.rng
@@ -512,96 +491,120 @@ class RuleGenerator:
 
     # -- conditions
 
-    def condition(self, depth: int = 0) -> str:  # noqa: C901 - one branch per idiom
+    def condition(self, depth: int = 0) -> str:
         rng = self.rng
-        roll = rng.random()
+        d = depth + 1
+        leaves: list[tuple[int, Callable[[], str]]] = [
+            (12, lambda: f"({self.value(d)} {rng.choice(COMPARISONS)} {self.literal()})"),
+            (4, lambda: f"({self.value(d)} == {self.value(d)})"),
+            (10, lambda: f"({self.value(d)} | {self.regex()})"),
+            (10, lambda: f"({self.value(d)} | {rng.choice(STRING_TESTS)}({self.string()}))"),
+            (4, lambda: f"({self.value(d)} | has({self.string()}))"),
+            (3, lambda: f"({self.value(d)} | IN({self.literals()}))"),
+            (3, lambda: f"IN({self.value(d)}; {self.literals()})"),
+            (2, lambda: f"isempty({self.path()}[]?)"),
+            (2, lambda: f"({self.value(d)} | length > {rng.choice(['0', '1', '8'])})"),
+            (3, lambda: f"(({self.value(d)} | type) == {rng.choice(TYPE_NAMES)})"),
+            (3, lambda: self.value(d)),
+        ]
         if depth >= 3:
-            roll = roll * 0.4
-        if roll < 0.16:
-            op = rng.choice(["==", "==", "!=", "<", "<=", ">", ">="])
-            return f"({self.value(depth + 1)} {op} {self.literal()})"
-        if roll < 0.2:
-            return f"({self.value(depth + 1)} == {self.value(depth + 1)})"
-        if roll < 0.3:
-            return f"({self.value(depth + 1)} | {self.regex()})"
-        if roll < 0.4:
-            fn = rng.choice(["startswith", "endswith", "contains", "inside", "ltrimstr", "index"])
-            return f"({self.value(depth + 1)} | {fn}({self.string()}))"
-        if roll < 0.44:
-            return f"({self.value(depth + 1)} | has({self.string()}))"
-        if roll < 0.5:
-            literals = ", ".join(self.literal() for _ in range(rng.choice([1, 2, 3])))
-            if rng.random() < 0.5:
-                return f"({self.value(depth + 1)} | IN({literals}))"
-            return f"IN({self.value(depth + 1)}; {literals})"
-        if roll < 0.56:
-            fn = rng.choice(["any", "all"])
-            return f"{fn}({self.path()}[]?; {self.condition(depth + 1)})"
-        if roll < 0.58:
-            return f"isempty({self.path()}[]?)"
-        if roll < 0.6:
-            return f"({self.value(depth + 1)} | length > {rng.choice(['0', '1', '8'])})"
-        if roll < 0.63:
-            kind = rng.choice(['"string"', '"number"', '"null"'])
-            return f"(({self.value(depth + 1)} | type) == {kind})"
-        if roll < 0.66:
-            return self.value(depth + 1)
-        if roll < 0.74:
-            return f"({self.condition(depth + 1)} and {self.condition(depth + 1)})"
-        if roll < 0.82:
-            return f"({self.condition(depth + 1)} or {self.condition(depth + 1)})"
-        if roll < 0.88:
-            return f"({self.condition(depth + 1)} | not)"
-        if roll < 0.92:
-            return f"(try {self.condition(depth + 1)} catch false)"
-        if roll < 0.95:
-            return f"({self.condition(depth + 1)})?"
-        return (
-            f"(if {self.condition(depth + 1)} then {self.condition(depth + 1)}"
-            f" elif {self.condition(depth + 1)} then true else {self.condition(depth + 1)} end)"
+            return self.pick(leaves)
+        return self.pick(
+            [
+                *leaves,
+                (6, lambda: f"{rng.choice(['any', 'all'])}({self.path()}[]?; {self.condition(d)})"),
+                (8, lambda: f"({self.condition(d)} and {self.condition(d)})"),
+                (8, lambda: f"({self.condition(d)} or {self.condition(d)})"),
+                (6, lambda: f"({self.condition(d)} | not)"),
+                (4, lambda: f"(try {self.condition(d)} catch false)"),
+                (3, lambda: f"({self.condition(d)})?"),
+                (
+                    5,
+                    lambda: (
+                        f"(if {self.condition(d)} then {self.condition(d)}"
+                        f" elif {self.condition(d)} then true else {self.condition(d)} end)"
+                    ),
+                ),
+            ]
         )
+
+    def literals(self) -> str:
+        return ", ".join(self.literal() for _ in range(self.rng.choice([1, 2, 3])))
 
     # -- programs
 
-    def program(self) -> str:  # noqa: C901 - one branch per shape
+    def program(self) -> str:
         rng = self.rng
         self.variables = []
-        roll = rng.random()
-        if roll < 0.18:
-            return f"select({self.condition()})"
-        if roll < 0.36:
-            return f"select({self.condition()}) | {self.value()}"
-        if roll < 0.48:
-            return f'select({self.condition()}) | "{self.interpolation(0)}"'
-        if roll < 0.54:
-            return f"select({self.condition()}) | {{a: {self.value()}, b: {self.value()}}}"
-        if roll < 0.60:
-            return self.condition()
-        if roll < 0.64:
-            return self.value()
-        if roll < 0.70:
-            return (
-                f"if {self.condition()} then {self.value()} elif {self.condition()}"
-                f" then {self.value()} else {rng.choice(['empty', 'null', self.value()])} end"
-            )
-        if roll < 0.78:
-            source = self.value()
-            self.variables = ["x"]
-            return f"{source} as $x | select({self.condition()})" + rng.choice(
-                ["", ' | "\\($x)"', " | $x", " | {x: $x}"]
-            )
-        if roll < 0.84:
-            return f"select({self.condition()}) | select({self.condition()})"
-        if roll < 0.88:
-            return f'try (select({self.condition()}) | {self.value()}) catch "err: \\(.)"'
-        if roll < 0.92:
-            return f"select({self.condition()}) | [{self.value()}, {self.value()}]"
-        if roll < 0.95:
-            target = rng.choice([".readOnly", ".n", ".eventName", ".new"])
-            return f"select({self.condition()}) | {target} = {self.literal()}"
-        if roll < 0.97:
-            return f"select({self.condition()}) | del(.{rng.choice(['n', 'list', 'none'])})"
-        return f"[{self.path()}[]?] | select(length > 0) | .[0]"
+        c, v = self.condition, self.value
+        return self.pick(
+            [
+                (18, lambda: f"select({c()})"),
+                (18, lambda: f"select({c()}) | {v()}"),
+                (12, lambda: f'select({c()}) | "{self.interpolation(0)}"'),
+                (6, lambda: f"select({c()}) | {{a: {v()}, b: {v()}}}"),
+                (6, c),
+                (4, v),
+                (
+                    6,
+                    lambda: (
+                        f"if {c()} then {v()} elif {c()} then {v()}"
+                        f" else {rng.choice(['empty', 'null', v()])} end"
+                    ),
+                ),
+                (8, self.binding),
+                (6, lambda: f"select({c()}) | select({c()})"),
+                (4, lambda: f'try (select({c()}) | {v()}) catch "err: \\(.)"'),
+                (4, lambda: f"select({c()}) | [{v()}, {v()}]"),
+                (3, lambda: f"select({c()}) | {rng.choice(ASSIGNED)} = {self.literal()}"),
+                (2, lambda: f"select({c()}) | del(.{rng.choice(['n', 'list', 'none'])})"),
+                (3, lambda: f"[{self.path()}[]?] | select(length > 0) | .[0]"),
+            ]
+        )
+
+    def binding(self) -> str:
+        source = self.value()
+        self.variables = ["x"]
+        use = self.rng.choice(["", ' | "\\($x)"', " | $x", " | {x: $x}"])
+        return f"{source} as $x | select({self.condition()}){use}"
+
+
+STEPS = [
+    "tostring",
+    "tojson",
+    "length",
+    "type",
+    "ascii_downcase",
+    "ascii_upcase",
+    "tonumber",
+    "tonumber?",
+    "fromjson",
+    "fromjson?",
+    "fromjson? | .Statement",
+    "(fromjson? // {}) | .Statement",
+    "@base64d",
+    "@base64",
+    "keys",
+    "first(.[]?)",
+    'join(",")',
+    "flatten",
+    "values",
+    "strings",
+    "numbers",
+    "not",
+    "utf8bytelength",
+    "tostring | length",
+    'ascii_downcase | ltrimstr("arn:")',
+    ".[0:3]?",
+    "map(type)?",
+    "to_entries?",
+]
+COMPARISONS = ["==", "==", "!=", "<", "<=", ">", ">="]
+STRING_TESTS = ["startswith", "endswith", "contains", "inside", "ltrimstr", "index"]
+TYPE_NAMES = ['"string"', '"number"', '"null"']
+OTHER_ENTRIES = ["eventName", "n", '"x": 1']
+HANDLERS = [".", '"caught"', "null"]
+ASSIGNED = [".readOnly", ".n", ".eventName", ".new"]
 
 
 def valid(program: str) -> bool:
@@ -632,19 +635,6 @@ def typed(value: Any) -> Any:
     if isinstance(value, dict):
         return ("dict", tuple(sorted((key, typed(item)) for key, item in value.items())))
     return (type(value).__name__, repr(value))
-
-
-def as_binding(value: Any) -> Any:
-    """How the jq binding reports a value: numbers through a double, integral ones as int."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else value
-    if isinstance(value, int):
-        return value if abs(value) <= 2**53 else int(float(value))
-    if isinstance(value, list):
-        return [as_binding(v) for v in value]
-    return {k: as_binding(v) for k, v in value.items()}
 
 
 def native_problems(program: str, records: list[Any], verdicts: list[Verdict]) -> Iterator[str]:
