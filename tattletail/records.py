@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from tattletail.json_output import JSONText
 from tattletail.objects import ObjectError
 
 
@@ -158,15 +159,15 @@ def _json_lines(data: bytes) -> list[Any] | None:
     return records if decoded > 1 else None
 
 
-class RecordJSON(Mapping[str, Any]):
+class RecordJSON(JSONText, Mapping[str, Any]):
     """A record as the JSON text a rule worker sent back with a match, decoded on first read.
 
-    Most alerts are only encoded again (printed, published, archived), and `json_default`
-    lets orjson embed the text as it is, so the main process never decodes those records.
-    `event_id` is read in the worker, for alert ids and dedupe without a decode.
+    Most alerts are only encoded again (printed, published, archived), and
+    `tattletail.json_output.dumps` embeds the text as it is, so the main process never decodes
+    those records. `event_id` is read in the worker, for alert ids and dedupe without a decode.
     """
 
-    __slots__ = ("_decoded", "event_id", "json")
+    __slots__ = ("_decoded", "event_id")
 
     def __init__(self, json: bytes, event_id: str = "") -> None:
         self.json = json
@@ -211,10 +212,3 @@ def plain(record: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(record, RecordJSON):
         return record.decoded
     return record if isinstance(record, dict) else dict(record)
-
-
-def json_default(value: Any) -> Any:
-    """orjson's `default`: a RecordJSON goes into the output as the text it already is."""
-    if isinstance(value, RecordJSON):
-        return orjson.Fragment(value.json)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")

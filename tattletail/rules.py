@@ -19,8 +19,8 @@ from operator import itemgetter
 from typing import Any
 
 import jq
-import orjson
 
+from tattletail.json_output import dumps
 from tattletail.native import NO_OUTPUT, UNKEYED, Fallback, NativeProgram, compile_native
 from tattletail.records import RecordJSON
 from tattletail.rule_index import (
@@ -137,7 +137,7 @@ class Match:
         if isinstance(record, RecordJSON):
             json, event_id = record.json, record.event_id
         else:
-            json, event_id = orjson.dumps(record), record.get("eventID")
+            json, event_id = dumps(record), record.get("eventID")
         if not isinstance(event_id, str):
             event_id = ""
         fields = (self.rule_index, json, event_id, self.annotation, self.title)
@@ -387,7 +387,7 @@ class _LazyText:
 
     def get(self) -> str:
         if self._text is None:
-            self._text = orjson.dumps(self._record).decode()
+            self._text = dumps(self._record).decode()
         return self._text
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from tattletail.config import NOT_GIVEN, Config, Rule, RuleTest
+from tattletail.json_output import dumps
 from tattletail.pipeline import rule_sources
 from tattletail.rules import RuleSet
 
@@ -147,7 +148,7 @@ def _differences(test: RuleTest, outcome: Outcome) -> tuple[str, ...]:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return dumps(value, orjson.OPT_SORT_KEYS).decode()
 
 
 def counts(results: Sequence[CaseResult]) -> dict[Status, int]:

@@ -12,12 +12,12 @@ from conftest import CLOUDTRAIL, SEED_LOG
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tattletail.json_output import json_default
 from tattletail.objects import ObjectError
 from tattletail.records import (
     LogFile,
     RecordJSON,
     decode_records,
-    json_default,
     plain,
     record_texts,
 )
