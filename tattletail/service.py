@@ -69,7 +69,9 @@ class Service:
         """Swap in a new (already validated) config: new workers compile its rules first, so
         the old ones keep serving until the new ones are ready."""
         old = self.pool
-        self._install(config, await asyncio.to_thread(self._start_pool, config))
+        pool = await asyncio.to_thread(self._start_pool, config)
+        pool.inherit_quarantine(old)
+        self._install(config, pool)
         await asyncio.to_thread(old.close)
 
     def policy(self) -> DeliveryPolicy:
@@ -95,7 +97,7 @@ class Service:
         else was done when some alert could not be delivered nor dead-lettered. `deadline` is
         a time.monotonic() value that retries must not run past."""
         if sink is not None:
-            return await self.pipeline.run(refs, sink, summary)
+            return await self.pipeline.run(refs, sink, summary, deadline)
         dispatcher = Dispatcher(
             self.config.destinations,
             self.delivery,
@@ -106,7 +108,7 @@ class Service:
             deadline=deadline,
             buckets=self._buckets,
         )
-        failed = await self.pipeline.run(refs, dispatcher.deliver_all, summary)
+        failed = await self.pipeline.run(refs, dispatcher.deliver_all, summary, deadline)
         await dispatcher.finish()
         return failed
 

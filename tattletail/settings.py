@@ -176,8 +176,16 @@ class Settings:
         "TATTLETAIL_BATCH_TIMEOUT",
         _timeout,
         "Seconds a worker may spend on one batch (decoding included) before it is replaced "
-        "and the runaway rule is skipped.",
+        "and the rules that took the time are quarantined.",
         60.0,
+    )
+    deadline_margin: float = _var(
+        "TATTLETAIL_DEADLINE_MARGIN",
+        _timeout,
+        "Seconds before the Lambda's deadline when no log file is started and evaluation "
+        "stops (those files are reported failed, to come back); kept for delivering the "
+        "alerts of the files already evaluated.",
+        30.0,
     )
     config_ttl: float = _var(
         "TATTLETAIL_CONFIG_TTL",

@@ -34,9 +34,11 @@ def test_serve_replies_per_batch_with_the_collector_paused_while_it_works() -> N
     seen: list[bool] = []
 
     class Watching(RuleSet):
-        def evaluate(self, records: Any, skip: frozenset[int] = frozenset()) -> Any:
+        def evaluate(
+            self, records: Any, skip: frozenset[int] = frozenset(), texts: Any = None
+        ) -> Any:
             seen.append(gc.isenabled())
-            return super().evaluate(records, skip)
+            return super().evaluate(records, skip, texts)
 
     records = [{"eventName": "CreateUser", "eventID": str(n)} for n in range(5)]
     payload = gzip.compress(orjson.dumps({"Records": records}))
@@ -49,5 +51,5 @@ def test_serve_replies_per_batch_with_the_collector_paused_while_it_works() -> N
 
     replies = [parent.recv() for _ in range(4)]
     assert [reply[0] for reply in replies] == ["batch", "batch", "batch", "done"]
-    assert [len(reply[2].matches) for reply in replies[:3]] == [2, 2, 1]
+    assert [len(reply[3].matches) for reply in replies[:3]] == [2, 2, 1]
     assert seen == [False, False, False] and gc.isenabled()
