@@ -190,8 +190,23 @@ class LogFile:
         self.position = end + 1 if cut != -1 else self._stop
 
     def _read_entry(self, found: Slice, guess: int = 0) -> None:
-        """One entry from its first byte, by the lenient reader; then past the comma after it."""
+        """One entry from its first byte, by orjson up to the next record boundary when that
+        reads as a whole record, else by the lenient reader; then past the comma after it."""
         data, start = self._data, self.position
+        if not guess and not self._compact:
+            # A file in another layout read entry by entry (it did not decode whole).
+            boundary = _BOUNDARY.search(data, start, self._stop)
+            if boundary is not None:
+                guess = boundary.start() + 1
+                text = self._view[start:guess]
+                try:
+                    value = orjson.loads(text)
+                except (orjson.JSONDecodeError, MemoryError, SystemError):
+                    pass
+                else:
+                    self._keep(found, value, text)
+                    self.position = boundary.end()
+                    return
         try:
             value, end = json_input.read_value(data, start, self._stop, guess)
         except (UnreadableJSON, MemoryError, SystemError) as exc:

@@ -45,7 +45,11 @@ class Service:
     def _start_pool(self, config: Config) -> WorkerPool:
         settings = self.settings
         pool = WorkerPool(
-            rule_sources(config), settings.workers, settings.batch_size, settings.batch_timeout
+            rule_sources(config),
+            settings.workers,
+            settings.batch_size,
+            settings.batch_timeout,
+            settings.worker_memory,
         )
         pool.start()
         return pool

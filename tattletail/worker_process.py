@@ -11,6 +11,7 @@ import contextlib
 import gc
 import os
 import pickle
+import resource
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -164,11 +165,34 @@ def _newest_event_time(records: list[dict[str, Any]]) -> str | None:
     return max((t for r in records if isinstance(t := r.get("eventTime"), str)), default=None)
 
 
-def worker_main(conn: Connection, sources: Sequence[RuleSource]) -> None:
-    """A worker's life: scrub the environment, compile the rules, then serve jobs until told
-    to stop (None) or the pipe closes."""
+def limit_memory(allowance: int | None) -> None:
+    """Let this process allocate at most `allowance` bytes more than it holds now (its data
+    segment, RLIMIT_DATA): past it an allocation fails, which Python raises as MemoryError
+    (orjson as SystemError), and a record, file or rule that needs more fails alone (libjq
+    aborts the process instead: the pool then quarantines the rule). Without /proc (not
+    Linux), nothing is limited."""
+    if not allowance:
+        return
+    try:
+        with open("/proc/self/status") as status:
+            data_kb = next(int(line.split()[1]) for line in status if line.startswith("VmData:"))
+    except (OSError, StopIteration, ValueError):
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = data_kb * 1024 + allowance
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+def worker_main(
+    conn: Connection, sources: Sequence[RuleSource], memory_allowance: int | None = None
+) -> None:
+    """A worker's life: scrub the environment, compile the rules, cap its memory, then serve
+    jobs until told to stop (None) or the pipe closes."""
     scrub_environment()
     rules = RuleSet(sources, validated=True)
+    limit_memory(memory_allowance)
     conn.send(("ready", os.getpid()))
     while True:
         try:

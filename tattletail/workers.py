@@ -94,10 +94,14 @@ def _main_module_hidden() -> Iterator[None]:
 
 
 class _Worker:
-    def __init__(self, context: Any, sources: Sequence[RuleSource]) -> None:
+    def __init__(
+        self, context: Any, sources: Sequence[RuleSource], memory_allowance: int | None
+    ) -> None:
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(
-            target=worker_main, args=(child_conn, tuple(sources)), daemon=True
+            target=worker_main,
+            args=(child_conn, tuple(sources), memory_allowance),
+            daemon=True,
         )
         with _main_module_hidden():
             self.process.start()
@@ -176,8 +180,11 @@ class WorkerPool:
         size: int,
         batch_size: int,
         batch_timeout: float,
+        memory_allowance: int | None = None,
     ) -> None:
         self._sources = tuple(sources)
+        # Bytes each worker may allocate beyond what it holds once started (see worker_main).
+        self._memory_allowance = memory_allowance
         self._size = size
         self._batch_size = batch_size
         self._timeout = batch_timeout
@@ -190,7 +197,7 @@ class WorkerPool:
 
     def start(self) -> None:
         """Spawn every worker and wait until each has compiled the rules (the cold start)."""
-        workers = [_Worker(self._context, self._sources) for _ in range(self._size)]
+        workers = [self._new_worker() for _ in range(self._size)]
         try:
             for worker in workers:
                 worker.wait_ready()
@@ -313,9 +320,12 @@ class WorkerPool:
         self._workers = [fresh if w is worker else w for w in self._workers]
         return fresh
 
+    def _new_worker(self) -> _Worker:
+        return _Worker(self._context, self._sources, self._memory_allowance)
+
     def _spawn_replacement(self, worker: _Worker) -> _Worker:
         worker.kill()
-        fresh = _Worker(self._context, self._sources)
+        fresh = self._new_worker()
         fresh.wait_ready()
         return fresh
 

@@ -44,10 +44,16 @@ def secrets_in_environment(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return secrets
 
 
+MIB = 1024 * 1024
+
+
 def start_pool(
-    rules: list[RuleSource], batch_size: int = 1000, timeout: float = 30.0
+    rules: list[RuleSource],
+    batch_size: int = 1000,
+    timeout: float = 30.0,
+    memory_allowance: int | None = None,
 ) -> WorkerPool:
-    pool = WorkerPool(rules, size=1, batch_size=batch_size, batch_timeout=timeout)
+    pool = WorkerPool(rules, 1, batch_size, timeout, memory_allowance)
     pool.start()
     return pool
 
@@ -274,3 +280,68 @@ async def test_entries_that_are_not_records_and_records_nobody_reads_cost_only_t
         [failure] = evaluation.failure_samples
         assert (failure.event_id, failure.reason) == ("too-deep", "too_deep")
         assert [m.record["eventID"] for m in evaluation.matches] == ["first", "last"]
+
+
+def memory_of(pid: int, field: str) -> int:
+    """A process's VmRSS (now) or VmHWM (its peak), in bytes, from /proc."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith(field))
+
+
+@pytest.mark.parametrize("head", [b'{"Records":[', b'{"Records": [\n'], ids=["compact", "other"])
+async def test_a_worker_stays_under_its_memory_bound_and_a_record_that_would_cross_it_fails_alone(
+    pools: list[WorkerPool], head: bytes
+) -> None:
+    # Issue 10, defect 3: 24 MiB of {} (a 25 KB gzip) decodes to about 780 MB.
+    allowance = 160 * MIB
+    pool = start_pool([CREATE_USER], memory_allowance=allowance)
+    pools.append(pool)
+    pid = pool._workers[0].process.pid
+    started = memory_of(pid, "VmRSS")
+    junk = b'{"eventVersion":"1.08","eventName":"ListUsers","eventID":"amp","junk":['
+    junk += b"{}," * (8 << 20) + b"{}]}"
+    seed = orjson.loads(SEED_LOG.read_bytes())["Records"]
+    after = orjson.dumps(dict(seed[1], eventID="after"))
+    # Compact: cut at record boundaries. Other: decoded whole first, which would cross it.
+    separator = b"," if head.endswith(b"[") else b",\n"
+    payload = gzip.compress(head + junk + separator + after + b"]}")
+
+    evaluation = await pool.evaluate(payload, 64 * MIB)
+
+    [failure] = evaluation.failure_samples
+    assert (failure.event_id, failure.reason) == ("amp", "too_large")
+    assert [m.record["eventID"] for m in evaluation.matches] == ["after"]
+    # The bound: what it held once started, plus the allowance (code pages come and go).
+    assert pool._workers[0].process.pid == pid
+    assert memory_of(pid, "VmHWM") <= started + allowance + 16 * MIB
+
+
+async def test_a_record_matched_by_many_rules_is_held_and_sent_once(
+    pools: list[WorkerPool],
+) -> None:
+    rules = [RuleSource(f"Rule {n}", 'select(.eventName == "CreateUser")') for n in range(20)]
+    pool = start_pool(rules)
+    pools.append(pool)
+    seed = orjson.loads(SEED_LOG.read_bytes())["Records"]
+    big = dict(seed[1], requestParameters={"policy": "x" * (4 * MIB)})
+    payload = gzip.compress(orjson.dumps({"Records": [big]}))
+
+    evaluation = await pool.evaluate(payload, 64 * MIB)
+
+    assert len(evaluation.matches) == 20
+    assert len({id(match.record) for match in evaluation.matches}) == 1
+
+
+async def test_a_rule_that_keeps_allocating_is_quarantined_at_the_memory_bound(
+    pools: list[WorkerPool],
+) -> None:
+    # libjq aborts the worker when an allocation fails: the rule is found and quarantined
+    # long before the 60 s batch limit, and every other rule's alerts arrive.
+    hog = RuleSource("Hog", 'select(.eventName == "CreateUser") | [repeat(1)] | length')
+    pool = start_pool([CREATE_USER, hog], timeout=60.0, memory_allowance=48 * MIB)
+    pools.append(pool)
+
+    evaluation = await pool.evaluate(log_file(3), 10**8)
+
+    assert [(q.rule_index, q.reason) for q in evaluation.quarantined] == [(1, "crashed")]
+    assert [(m.rule_index, m.annotation) for m in evaluation.matches] == [(0, "username: user1")]
