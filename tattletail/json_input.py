@@ -20,7 +20,8 @@ from typing import Any
 
 import orjson
 
-# libjq's parser gives up deeper than this ("Exceeds depth limit for parsing").
+# libjq's parser gives up deeper than this ("Exceeds depth limit for parsing"), counting an
+# array as one level and an object as two (its key is a level of its parser's stack too).
 MAX_DEPTH = 10_000
 _LARGEST_DOUBLE = sys.float_info.max
 # The first window read for a value of unknown length; doubled until the value fits.
@@ -98,7 +99,7 @@ def read_value(data: bytes, start: int, stop: int, guess: int = 0) -> tuple[Any,
                 "too_deep", f"nested deeper than {MAX_DEPTH:,} levels (libjq's limit too)"
             ) from None
         end = start + len(window[:length].encode("utf-8", "surrogateescape"))
-        if window.count("[", 0, length) + window.count("{", 0, length) > MAX_DEPTH and (
+        if window.count("[", 0, length) + 2 * window.count("{", 0, length) > MAX_DEPTH and (
             _depth(value) > MAX_DEPTH
         ):
             raise UnreadableJSON(
@@ -110,16 +111,20 @@ def read_value(data: bytes, start: int, stop: int, guess: int = 0) -> tuple[Any,
 
 
 def _depth(value: Any) -> int:
-    """How many containers deep a value goes (no recursion)."""
+    """How deep a value goes as libjq's parser counts (an object two levels, an array one),
+    without recursion."""
     deepest = 0
-    stack = [(value, 1)]
+    stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
+            depth += 2
             deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in item)
+            stack.extend((child, depth) for child in item.values())
+        elif isinstance(item, list):
+            depth += 1
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in item)
     return deepest
 
 

@@ -44,6 +44,7 @@ _EVENT_ID = re.compile(rb'"eventID"\s*:\s*"([^"\\]{1,256})"')
 # as records of their own, the price of not losing the records after it).
 _BOUNDARY = re.compile(rb'\}\s*,\s*(?=\{\s*"eventVersion"\s*:)')
 _EVENT_ID_WINDOW = 64 * 1024
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _WHITESPACE = b" \t\r\n"
 
 
@@ -226,7 +227,7 @@ class LogFile:
                 self._resync(guess - 1 if guess else start + 1)
                 return
         else:
-            self._keep(found, value, self._view[start:end])
+            self._keep(found, value, _as_read(self._view[start:end]))
         after = _skip_whitespace(data, end, self._stop)
         if after < self._stop and data[after] == ord(","):
             self.position = after + 1
@@ -275,7 +276,7 @@ class LogFile:
             for entry in inner:
                 self._keep(found, entry, None)
         else:
-            self._keep(found, value, line)
+            self._keep(found, value, _as_read(line))
 
     def _keep(self, found: Slice, value: Any, text: memoryview | None) -> None:
         if isinstance(value, dict):
@@ -294,6 +295,19 @@ class LogFile:
         whole: bool = True,
     ) -> None:
         found.failures.append(RecordFailure(_event_id(text, whole), reason, message))
+
+
+def _as_read(text: memoryview) -> memoryview | None:
+    """A record's own text, to give libjq and to send on, unless the lenient reader changed
+    what it says (a lone surrogate escape, which libjq refuses, or bytes that are not UTF-8,
+    which no receiver should get): then None, and the record is written again."""
+    if _SURROGATE_ESCAPE.search(text):
+        return None
+    try:
+        str(text, "utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text
 
 
 def _compact_records_end(data: bytes) -> int | None:
