@@ -635,21 +635,8 @@ class RuleSet:
             for record, raw in zip(records, texts or [None] * len(records), strict=True):
                 text = _LazyText(record, raw=raw)
                 for candidate in self._candidates_for(record):
-                    rule = candidate.rule
-                    if rule.index in skip:
-                        continue
-                    try:
-                        _apply(rule, record, text, result, now)
-                    except Exception as exc:
-                        event_id = record.get("eventID")
-                        message = f"rule {rule.name!r}: {type(exc).__name__}: {exc}"
-                        result.add_failure(
-                            RecordFailure(
-                                event_id if isinstance(event_id, str) else "",
-                                "not_evaluated",
-                                message[:500],
-                            )
-                        )
+                    if candidate.rule.index not in skip:
+                        _apply_contained(candidate.rule, record, text, result, now)
         return result
 
     def evaluate_rule_by_rule(
@@ -674,9 +661,10 @@ class RuleSet:
                 continue
             on_rule(rule.index)
             started = time.process_time()
-            for record, text, allowed in zip(records, lazy, candidates, strict=True):
-                if id(rule) in allowed:
-                    _apply(rule, record, text, result, now)
+            with depth_allowed():
+                for record, text, allowed in zip(records, lazy, candidates, strict=True):
+                    if id(rule) in allowed:
+                        _apply_contained(rule, record, text, result, now)
             result.rule_seconds[rule.index] = time.process_time() - started
         # Same order as evaluate(): by record, then by rule.
         position = {id(record): n for n, record in enumerate(records)}
@@ -699,6 +687,26 @@ def _apply(
         _count_error(rule, record, str(exc), result)
         return
     _record_match(rule, record, text, output, result, now)
+
+
+def _apply_contained(
+    rule: CompiledRule,
+    record: dict[str, Any],
+    text: _LazyText,
+    result: Evaluation,
+    now: datetime,
+) -> None:
+    """_apply, where anything raised but a jq error is the record's failure, naming the rule."""
+    try:
+        _apply(rule, record, text, result, now)
+    except Exception as exc:
+        event_id = record.get("eventID")
+        message = f"rule {rule.name!r}: {type(exc).__name__}: {exc}"
+        result.add_failure(
+            RecordFailure(
+                event_id if isinstance(event_id, str) else "", "not_evaluated", message[:500]
+            )
+        )
 
 
 def _record_match(

@@ -201,9 +201,19 @@ def worker_main(
             return
         if job is None:
             return
-        try:
-            serve(conn, rules, job)
-        except ObjectError as exc:
-            conn.send(("object_error", exc.reason, str(exc)))
-        except MemoryError:
-            conn.send(("object_error", "too_large", "out of memory while decoding the object"))
+        handle(conn, rules, job)
+
+
+def handle(conn: Connection, rules: RuleSet, job: Job) -> None:
+    """Serve one job; whatever goes wrong is the object's error, sent as its reply: the
+    worker neither dies nor prints a traceback, and serves the next job."""
+    try:
+        serve(conn, rules, job)
+    except ObjectError as exc:
+        conn.send(("object_error", exc.reason, str(exc)))
+    except MemoryError:
+        conn.send(("object_error", "too_large", "out of memory while reading the object"))
+    except Exception as exc:
+        # Unforeseen: the object fails (and comes back), named; nothing else is lost.
+        message = f"{type(exc).__name__}: {exc}"[:500]
+        conn.send(("object_error", f"internal_{type(exc).__name__}", message))

@@ -345,3 +345,28 @@ async def test_a_rule_that_keeps_allocating_is_quarantined_at_the_memory_bound(
 
     assert [(q.rule_index, q.reason) for q in evaluation.quarantined] == [(1, "crashed")]
     assert [(m.rule_index, m.annotation) for m in evaluation.matches] == [(0, "username: user1")]
+
+
+async def test_a_record_nested_deeper_than_python_recurses_is_evaluated_like_any_other(
+    pools: list[WorkerPool],
+) -> None:
+    # orjson refuses it (past 1,024 levels), libjq reads it, and comparing libjq's output
+    # with the record (a plain select) recurses past Python's limit: evaluated again with
+    # the nesting allowed, one rule at a time.
+    deep = b'{"eventVersion":"1.08","eventName":"CreateUser","eventID":"deep","d":'
+    deep += b"[" * 3000 + b"]" * 3000 + b"}"
+    rules = [
+        RuleSource("Select", 'select(.eventName == "CreateUser") | select([..] | length > 0)'),
+        CREATE_USER,
+    ]
+    pool = start_pool(rules)
+    pools.append(pool)
+
+    evaluation = await pool.evaluate(gzip.compress(b'{"Records":[' + deep + b"]}"), 10**8)
+
+    assert evaluation.records_failed == 0 and evaluation.quarantined == []
+    assert [(m.rule_index, m.annotation) for m in evaluation.matches] == [
+        (0, None),
+        (1, "username: null"),
+    ]
+    assert dumps(evaluation.matches[0].record["d"]) == b"[" * 3000 + b"]" * 3000
