@@ -501,6 +501,9 @@ class RuleSet:
             self._deciders.append((rule, project, {}))
         self._candidates_by_key: dict[IndexKey, tuple[Candidate, ...]] = {}
         self._plans_by_key: dict[IndexKey, Plan | None] = {}
+        # The same without the rules skipped (quarantined), for the last set skipped.
+        self._skipped: frozenset[int] = frozenset()
+        self._plans_by_key_skipping: dict[IndexKey, Plan | None] = {}
         # Plans by what they run: keys with the same candidates share one.
         self._plans: dict[tuple[Any, ...], Plan] = {}
 
@@ -535,6 +538,7 @@ class RuleSet:
         if len(self._candidates_by_key) >= _INDEX_LIMIT:
             self._candidates_by_key.clear()
             self._plans_by_key.clear()
+            self._plans_by_key_skipping.clear()
             self._plans.clear()
             for _, _, decisions in self._deciders:
                 decisions.clear()
@@ -606,8 +610,12 @@ class RuleSet:
         now = self._now()
         index_key = self._index_key
         originals = Originals(records, texts) if texts is not None else None
-        # With rules to skip (after a time-out), plans without them, for this call only.
-        plans = self._plans_by_key if not skip else {}
+        plans = self._plans_by_key
+        if skip:
+            # Quarantined rules stay so: plans without them are kept until the set changes.
+            if skip != self._skipped:
+                self._skipped, self._plans_by_key_skipping = skip, {}
+            plans = self._plans_by_key_skipping
         # The hot loop: one lookup and at most one call per record.
         for record in records:
             try:
