@@ -370,3 +370,20 @@ async def test_a_record_nested_deeper_than_python_recurses_is_evaluated_like_any
         (1, "username: null"),
     ]
     assert dumps(evaluation.matches[0].record["d"]) == b"[" * 3000 + b"]" * 3000
+
+
+def test_a_new_config_keeps_its_unchanged_rules_quarantined() -> None:
+    from tattletail.rules import QuarantinedRule
+
+    runaway = RuleSource("Runaway", "def f: f; f")
+    old = WorkerPool([CREATE_USER, runaway, RuleSource("Edited", "1")], 1, 10, 1.0)
+    old.quarantined = {
+        1: QuarantinedRule(1, "overrun", "ran past"),
+        2: QuarantinedRule(2, "slow", "took 1 s"),
+    }
+    # Rules moved around; the slow one was edited (a fix, perhaps): it gets another chance.
+    new = WorkerPool([runaway, RuleSource("Edited", "2"), CREATE_USER], 1, 10, 1.0)
+
+    new.inherit_quarantine(old)
+
+    assert new.quarantined == {0: QuarantinedRule(0, "overrun", "ran past")}
