@@ -48,6 +48,10 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _WHITESPACE = b" \t\r\n"
 
 
+# Where a reading of a log file goes on: see LogFile.
+Position = tuple[str, int]
+
+
 @dataclass(frozen=True)
 class RecordFailure:
     """A record that could not be read or evaluated; `reason` is a short metric label."""
@@ -98,10 +102,12 @@ class LogFile:
     whole by orjson; one orjson refuses (or that would not fit the worker's memory decoded
     whole) is read entry by entry instead. JSON Lines are read line by line.
 
-    `position` is a byte offset where the file is read record by record, else an index.
+    `position` says where the next entry starts: ("byte", offset) where the file is read entry
+    by entry, ("index", n) where it was decoded whole. A reading resumed elsewhere (another
+    worker) starts from it whichever way that worker reads the file.
     """
 
-    def __init__(self, data: bytes, position: int | None = None) -> None:
+    def __init__(self, data: bytes, position: Position | None = None) -> None:
         # isspace() stops at the first other byte; strip() would copy the whole file first.
         if not data or data.isspace():
             raise ObjectError("empty", "the object is empty (no JSON in it)")
@@ -112,23 +118,37 @@ class LogFile:
         self._compact = False
         self._stop = len(data)
         self.done = False
-        start = 0
         records_end = _compact_records_end(data)
         if records_end is not None:
             self._compact = True
             self._stop = records_end
-            start = _RECORDS_START
+            self._at = _RECORDS_START
         else:
-            start = self._open(data)
-        self.position = start if position is None else position
+            # A reading resumed at a byte offset goes on entry by entry, as it began.
+            self._at = self._open(data, whole=position is None or position[0] == "index")
+        self._check_done()
+        if position is not None:
+            kind, at = position
+            if kind == "byte" or self._decoded is not None:
+                self._at = at
+            else:
+                # Decoded whole before, not now (memory): the entries before it are read again.
+                while at > 0 and not self.done:
+                    at -= self.read(min(at, 1000)).entries
         self._check_done()
 
-    def _open(self, data: bytes) -> int:
+    @property
+    def position(self) -> Position:
+        return ("index" if self._decoded is not None else "byte", self._at)
+
+    def _open(self, data: bytes, whole: bool) -> int:
         """Decode a file in another layout whole, or find where to read it entry by entry;
         return the first position."""
+        problem = "read entry by entry"
         try:
-            self._decoded = _records_of(orjson.loads(data))
-            return 0
+            if whole:
+                self._decoded = _records_of(orjson.loads(data))
+                return 0
         except orjson.JSONDecodeError as exc:
             problem = f"not valid JSON: {exc}"
         except (MemoryError, SystemError):
@@ -145,17 +165,17 @@ class LogFile:
 
     def _check_done(self) -> None:
         if self._decoded is not None:
-            self.done = self.position >= len(self._decoded)
+            self.done = self._at >= len(self._decoded)
         elif not self.done:
-            self.position = _skip_whitespace(self._data, self.position, self._stop)
-            self.done = self.position >= self._stop
+            self._at = _skip_whitespace(self._data, self._at, self._stop)
+            self.done = self._at >= self._stop
 
     def read(self, count: int) -> Slice:
         """The next `count` entries (fewer at the end of the file; more when one JSON line is
         a whole CloudTrail document)."""
         if self._decoded is not None:
-            entries = self._decoded[self.position : self.position + count]
-            self.position += len(entries)
+            entries = self._decoded[self._at : self._at + count]
+            self._at += len(entries)
             records = [entry for entry in entries if isinstance(entry, dict)]
             self._check_done()
             return Slice(records, None, len(entries) - len(records))
@@ -163,7 +183,7 @@ class LogFile:
         while found.entries < count and not self.done:
             if self._lines:
                 self._read_line(found)
-            elif self._compact and self._data.startswith(_RECORD_HEAD, self.position):
+            elif self._compact and self._data.startswith(_RECORD_HEAD, self._at):
                 self._read_compact(found)
             else:
                 self._read_entry(found)
@@ -172,7 +192,7 @@ class LogFile:
 
     def _read_compact(self, found: Slice) -> None:
         # The hot path: one find and one orjson decode per record.
-        data, start = self._data, self.position
+        data, start = self._data, self._at
         cut = data.find(_BETWEEN_RECORDS, start, self._stop)
         end = cut + 1 if cut != -1 else self._stop
         text = self._view[start:end]
@@ -183,17 +203,17 @@ class LogFile:
             return
         except (MemoryError, SystemError):
             self._fail(found, text, "too_large", "too large to decode within the worker's memory")
-            self.position = end + 1 if cut != -1 else self._stop
+            self._at = end + 1 if cut != -1 else self._stop
             return
         found.records.append(record)
         assert found.texts is not None
         found.texts.append(text)
-        self.position = end + 1 if cut != -1 else self._stop
+        self._at = end + 1 if cut != -1 else self._stop
 
     def _read_entry(self, found: Slice, guess: int = 0) -> None:
         """One entry from its first byte, by orjson up to the next record boundary when that
         reads as a whole record, else by the lenient reader; then past the comma after it."""
-        data, start = self._data, self.position
+        data, start = self._data, self._at
         if not guess and not self._compact:
             # A file in another layout read entry by entry (it did not decode whole).
             boundary = _BOUNDARY.search(data, start, self._stop)
@@ -206,7 +226,7 @@ class LogFile:
                     pass
                 else:
                     self._keep(found, value, text)
-                    self.position = boundary.end()
+                    self._at = boundary.end()
                     return
         try:
             value, end = json_input.read_value(data, start, self._stop, guess)
@@ -230,7 +250,7 @@ class LogFile:
             self._keep(found, value, _as_read(self._view[start:end]))
         after = _skip_whitespace(data, end, self._stop)
         if after < self._stop and data[after] == ord(","):
-            self.position = after + 1
+            self._at = after + 1
         elif after >= self._stop:
             self.done = True
         elif data[after] == ord("]"):
@@ -250,13 +270,13 @@ class LogFile:
         if boundary is None:
             self.done = True
         else:
-            self.position = boundary.end()
+            self._at = boundary.end()
 
     def _read_line(self, found: Slice) -> None:
-        data, start = self._data, self.position
+        data, start = self._data, self._at
         newline = data.find(b"\n", start)
         end = len(data) if newline == -1 else newline
-        self.position = end + 1
+        self._at = end + 1
         if end == len(data):
             self.done = True
         line = self._view[start:end]

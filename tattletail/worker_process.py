@@ -20,7 +20,7 @@ from typing import Any
 
 from tattletail.json_output import JSONText, dumps
 from tattletail.objects import ObjectError, decompress
-from tattletail.records import LogFile, Slice
+from tattletail.records import LogFile, Position, Slice
 from tattletail.rules import Evaluation, Match, RuleSet, RuleSource, record_json
 
 # Records decoded and evaluated together: few enough to stay in the CPU's caches between the
@@ -40,7 +40,7 @@ class Job:
     batch_size: int
     first_batch: int = 0
     # Where the first batch starts in the file (see LogFile); None: at its start.
-    position: int | None = None
+    position: Position | None = None
     skip: frozenset[int] = frozenset()
     # Evaluate the first batch only, rule by rule, announcing each rule and timing it (after
     # an overrun): the supervisor then knows which rule to blame.

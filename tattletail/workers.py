@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tattletail.objects import ObjectError, SkippedObject
+from tattletail.records import Position
 from tattletail.rules import Evaluation, QuarantinedRule, RuleSource
 from tattletail.worker_process import Job, worker_main
 
@@ -52,7 +53,7 @@ class _Outcome:
 
     kind: str
     batch: int
-    position: int | None
+    position: Position | None
     rule: int | None = None
     finished: bool = False
     exit_code: int | None = None

@@ -339,3 +339,23 @@ def test_a_record_nested_deeper_than_libjq_reads_is_a_failure_and_the_rest_is_re
     assert [r["eventID"] for r in read.records] == ["good", "good"]
     [failure] = read.failures
     assert (failure.event_id, failure.reason) == ("x", "too_deep")
+
+
+def test_a_reading_resumed_elsewhere_starts_where_the_last_one_stopped_however_it_reads() -> None:
+    records = [{"eventVersion": "1", "eventID": f"e{n}"} for n in range(6)]
+    indented = orjson.dumps({"Records": records}, option=orjson.OPT_INDENT_2)
+    first = LogFile(indented)
+    assert [r["eventID"] for r in first.read(2).records] == ["e0", "e1"]
+    assert first.position == ("index", 2)
+
+    class NoRoomToDecodeWhole(LogFile):
+        def _open(self, data: bytes, whole: bool) -> int:
+            return super()._open(data, whole=False)
+
+    # A worker that cannot decode the file whole (memory) reads the entries before it again.
+    resumed = NoRoomToDecodeWhole(indented, first.position)
+    assert [r["eventID"] for r in resumed.read(2).records] == ["e2", "e3"]
+    # And a reading that began entry by entry goes on that way, from its byte offset.
+    assert resumed.position[0] == "byte"
+    again = LogFile(indented, resumed.position)
+    assert [r["eventID"] for r in again.read(5).records] == ["e4", "e5"]
