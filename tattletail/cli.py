@@ -170,7 +170,7 @@ async def _scan(
         s3 = await aws.client("s3") if settings.config_from_s3 and not config_path else None
         loaded: Config = await config_source.load(settings, s3, config_path)
         refs, missing = await _expand(paths, aws)
-        service = Service(settings, loaded, aws)
+        service = Service(settings, loaded, aws, local=True)
         summary = RunSummary()
         bar = progress.Progress(len(refs))
         ticker = (
