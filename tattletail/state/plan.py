@@ -80,7 +80,8 @@ class StatePlan:
                         Consumer(rule, group, title=title, steps=steps)
                     )
                 continue
-            group = tuple(position(rule, program) for program in spec.group_by)
+            group_by = spec.group_by if isinstance(spec, Threshold | Distinct) else ()
+            group = tuple(position(rule, program) for program in group_by)
             value = None
             if isinstance(spec, Distinct):
                 value = position(rule, spec.field)
