@@ -37,7 +37,14 @@ from tattletail.records import RecordJSON
 from tattletail.rules import Match
 from tattletail.state import windows
 from tattletail.state.plan import Consumer, Item, Rejects, StateKey, StatePlan, items_of
-from tattletail.state.store import StateContended, StateError, StatePending, StateStore, Versioned
+from tattletail.state.store import (
+    StateContended,
+    StateError,
+    StatePending,
+    StateStore,
+    StateUnavailable,
+    Versioned,
+)
 from tattletail.summary import RunSummary
 
 # Delivers a batch of alerts; for each, whether it was delivered (sent, dead-lettered, or held
@@ -46,6 +53,8 @@ StateSink = Callable[[Sequence[Alert]], Awaitable[Sequence[bool] | None]]
 
 # Conditional writes tried on one item before the file fails (it comes back later).
 WRITE_ATTEMPTS = 8
+# Tries of the write that records alerts as sent, when the store fails.
+SETTLE_ATTEMPTS = 3
 # A claim outlives its holder's Lambda deadline by this much (clocks of two hosts differ).
 CLAIM_MARGIN = 5.0
 # Without a deadline (the CLI, a test), a claim lasts this long.
@@ -72,6 +81,7 @@ class StateStage:
         deadline: float | None = None,
         local: bool = False,
         done: set[str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.plan = plan
@@ -82,6 +92,8 @@ class StateStage:
         self._deadline = deadline
         self._local = local
         self._done = done if done is not None else set()
+        # Wall-clock time, for claims (which other hosts read); deadlines are monotonic.
+        self._clock = clock
         self._rules: Mapping[str, Rule] = {rule.name: rule for rule in config.rules}
         self._nonce = uuid.uuid4().hex
         self._buffer: Batch = {}
@@ -147,7 +159,7 @@ class StateStage:
         self, key: StateKey, consumer: Consumer, items: list[Item], read: Versioned
     ) -> windows.Outcome:
         spec = consumer.spec
-        claim = windows.Claim(self._nonce, self._claim_until(), time.time())
+        claim = windows.Claim(self._nonce, self._claim_until(), self._clock())
 
         def change(state: dict[str, Any] | None) -> tuple[dict[str, Any] | None, windows.Outcome]:
             outcome = windows.apply(key, spec, state, items, claim, self._lateness)
@@ -204,7 +216,16 @@ class StateStage:
                 return None, None
             return windows.settle(state, delivered, self._nonce), None
 
-        _, state = await self._update(key, change, self._known.get(key.pk, Versioned()))
+        # The alerts are out: recording it is worth a few more tries than a decision is.
+        for attempt in range(SETTLE_ATTEMPTS):
+            try:
+                known = self._known.get(key.pk, Versioned())
+                _, state = await self._update(key, change, known)
+                break
+            except StateUnavailable:
+                if attempt == SETTLE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
         if state is not None and windows.done(state):
             self._remember_done(key)
 
@@ -274,12 +295,12 @@ class StateStage:
         spec = self._rules[key.rule].stateful
         assert spec is not None
         end = windows.event_end(key, spec, state) + self._lateness
-        return int(max(time.time(), end) + self._retention)
+        return int(max(self._clock(), end) + self._retention)
 
     def _claim_until(self) -> float:
         if self._deadline is None:
-            return time.time() + CLAIM_SECONDS
-        return time.time() + (self._deadline - time.monotonic()) + CLAIM_MARGIN
+            return self._clock() + CLAIM_SECONDS
+        return self._clock() + (self._deadline - time.monotonic()) + CLAIM_MARGIN
 
     def _remember_done(self, key: StateKey) -> None:
         if key.kind not in ("threshold", "distinct"):
