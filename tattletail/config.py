@@ -945,7 +945,7 @@ def _timeline(
             try:
                 at = datetime.fromisoformat(at.replace("Z", "+00:00"))
             except ValueError:
-                at = None
+                pass  # reported below, as any other value that is not a date-time
         if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
             problems.append(
                 f"{label}: 'at' must be a date-time with an offset (2023-07-10T12:00:00Z)"

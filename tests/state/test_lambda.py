@@ -23,8 +23,8 @@ from tattletail import lambda_handler
 from tattletail.config import ConfigError
 from tests.destinations.http_stand_in import HttpStandIn, Reply
 from tests.lambda_support import BUCKET, LambdaContext, s3_event
+from tests.state.state_support import STATE_TABLE, create_state_table
 
-STATE_TABLE = "tattletail-state"
 T0 = "2023-07-10T12:00:00Z"
 
 
@@ -77,15 +77,6 @@ rate_limit = 1000
 
     def alerts(self) -> list[dict[str, Any]]:
         return [r.json() for r in self.receiver.received() if r.status == 200]
-
-
-def create_state_table(moto: Moto, name: str = STATE_TABLE) -> None:
-    moto.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 def base_env(config_path: Path) -> dict[str, str]:
