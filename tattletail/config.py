@@ -14,6 +14,7 @@ files, routed by `default_destinations` when they name none themselves, and rule
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -685,6 +686,9 @@ def _stateful(table: dict[str, Any], where: str, problems: list[str]) -> Statefu
         for name in ("window", "period", "within")
         if name in raw
     }
+    if "period" in times and times["period"].seconds < 60:
+        # A log file spans minutes: a shorter period would alert on most matches anyway.
+        problems.append(f"{what}: period: {raw['period']!r} must be at least 1m")
     group_by, as_list = _group_by(raw.get("group_by"), what, problems)
     count = _count(raw["count"], what, problems) if "count" in raw else 0
     if kind in ("distinct", "dedup"):
@@ -942,10 +946,9 @@ def _timeline(
             _check_event(event, event_file, label, problems)
         at = table.get("at")
         if isinstance(at, str):
-            try:
+            # Not a date-time: reported below, as any other value that is not one.
+            with contextlib.suppress(ValueError):
                 at = datetime.fromisoformat(at.replace("Z", "+00:00"))
-            except ValueError:
-                pass  # reported below, as any other value that is not a date-time
         if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
             problems.append(
                 f"{label}: 'at' must be a date-time with an offset (2023-07-10T12:00:00Z)"

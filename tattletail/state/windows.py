@@ -28,6 +28,7 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import bisect
 import copy
 import hashlib
 from collections import Counter
@@ -45,11 +46,18 @@ from tattletail.state.plan import Item, StateKey, canonical
 
 SCHEMA = 1
 # A record larger than this is kept in an outbox entry as its identifying fields only.
-MAX_STORED_RECORD = 64 * 1024
+MAX_STORED_RECORD = 32 * 1024
+# Past this size (JSON; DynamoDB's limit is 400 KB an item, compressed here), every record in
+# the outbox is kept as its identifying fields only.
+MAX_STATE_BYTES = 200 * 1024
+# Alerts one unit of state keeps waiting to be sent: those decided beyond it in one batch (a
+# pathological flood of sequences or dedup periods in one file) are counted as held instead.
+OUTBOX_LIMIT = 100
 # Per dedup key: the periods kept besides those with matches not yet reported.
 DEDUP_PERIODS_KEPT = 16
-# Per sequence step: the most recent matches kept.
+# Per sequence step: the most recent matches kept; per sequence, the records of chains kept.
 SEQUENCE_ENTRIES_PER_STEP = 50
+SEQUENCE_USED_KEPT = 200
 # Shown in an alert: values of a distinct window, and the length of each.
 DISTINCT_VALUES_SHOWN = 20
 SHOWN_CHARS = 200
@@ -114,10 +122,15 @@ def apply(
         decided = _dedup(working, spec, ordered, key, outcome)
     else:
         decided = _sequence(working, spec, ordered, key, outcome, lateness)
+    room = max(0, OUTBOX_LIMIT - len(working["outbox"]))
+    outcome.held += max(0, len(decided) - room)
     mine = {"by": claim.nonce, "until": claim.until}
-    for entry in decided:
+    for entry in decided[:room]:
         entry["claim"] = dict(mine)
         working["outbox"].append(entry)
+    if working["outbox"] and len(orjson.dumps(working)) > MAX_STATE_BYTES:
+        for entry in working["outbox"]:
+            entry["alert"]["record"] = _marker(entry["alert"]["record"].encode()).decode()
     event_ids = {item.event_id for item in ordered}
     for entry in working["outbox"]:
         held_by = entry.get("claim")
@@ -323,11 +336,19 @@ def _sequence(
     outcome: Outcome,
     lateness: int,
 ) -> list[dict[str, Any]]:
-    # Per step: [time, eventID, annotation] of its recent matches; eventIDs already in a chain.
+    # Per step: [time, eventID, annotation] of its recent matches, in time order; the eventIDs
+    # already in a chain (the same event from another trail), and the log files applied (a
+    # retried file), each with its newest time.
     steps: list[list[list[Any]]] = state.setdefault("steps", [[] for _ in spec.steps])
     used: dict[str, int] = state.setdefault("used", {})
+    files: dict[str, int] = state.setdefault("files", {})
     alerts = []
+    applied = set(files)
     for item in items:
+        token = _token(item.source)
+        if token in applied:
+            continue
+        files[token] = max(files.get(token, item.time), item.time)
         newest = max(int(state.get("newest", item.time)), item.time)
         state["newest"] = newest
         if item.time < newest - spec.within.seconds - lateness:
@@ -335,55 +356,63 @@ def _sequence(
             continue
         if item.event_id in used:
             continue
+        entry = [item.time, item.event_id, _shown(item.annotation)]
         for step in item.steps:
-            if all(entry[1] != item.event_id for entry in steps[step]):
-                steps[step].append([item.time, item.event_id, _shown(item.annotation)])
-        while (chain := _chain(steps, spec)) is not None:
-            for step, entry in enumerate(chain):
-                used[entry[1]] = entry[0]
-                steps[step] = [e for e in steps[step] if e[1] != entry[1]]
-            for others in steps:
-                others[:] = [e for e in others if e[1] not in used]
-            alerts.append(_sequence_alert(key, spec, item, chain))
+            entries = steps[step]
+            if all(e[1] != item.event_id for e in entries):
+                bisect.insort(entries, entry, key=_by_time)
+                if len(entries) > SEQUENCE_ENTRIES_PER_STEP:
+                    del entries[0]  # the oldest: what a long burst of one step keeps is bounded
+        # A new chain must hold this record (any other was found when its last record came).
+        while all(steps) and (chain := _chain(steps, spec, item.time)) is not None:
+            used.update((link[1], link[0]) for link in chain)
+            for entries in steps:
+                entries[:] = [e for e in entries if e[1] not in used]
+            # One alert per group and `within` (of event time): the chains in between are
+            # counted and reported with the next alert, as a dedup does.
+            last = max(link[0] for link in chain)
+            previous = state.get("alerted_at")
+            if previous is not None and abs(last - previous) < spec.within.seconds:
+                state["held"] = state.get("held", 0) + 1
+                outcome.held += 1
+                continue
+            state["alerted_at"] = last
+            alerts.append(_sequence_alert(key, spec, item, chain, state.pop("held", 0)))
     horizon = int(state.get("newest", 0)) - spec.within.seconds - lateness
     for step, entries in enumerate(steps):
-        kept = sorted((e for e in entries if e[0] >= horizon), key=_by_time)
-        steps[step] = kept[-SEQUENCE_ENTRIES_PER_STEP:]
-    state["used"] = {event_id: t for event_id, t in used.items() if t >= horizon}
+        steps[step] = [e for e in entries if e[0] >= horizon]
+    recent = sorted(((t, event_id) for event_id, t in used.items() if t >= horizon), reverse=True)
+    state["used"] = {event_id: t for t, event_id in recent[:SEQUENCE_USED_KEPT]}
+    state["files"] = {token: t for token, t in files.items() if t >= horizon}
     return alerts
 
 
-def _chain(steps: list[list[list[Any]]], spec: SequenceSpec) -> list[list[Any]] | None:
-    """The chain starting earliest: one match per step, all distinct records, the last at most
-    `within` after the first; in step order when ordered (equal times count as in order:
-    CloudTrail's times are to the second)."""
+def _chain(steps: list[list[list[Any]]], spec: SequenceSpec, at: int) -> list[list[Any]] | None:
+    """The chain starting earliest, among those that can hold a record at `at`: one match per
+    step, all distinct records, the last at most `within` after the first, in step order when
+    ordered (equal times count as in order: CloudTrail's times are to the second)."""
     within = spec.within.seconds
-    by_time = _by_time
-    if spec.ordered:
-        starts = sorted(((entry, 0) for entry in steps[0]), key=lambda s: by_time(s[0]))
-    else:
-        starts = sorted(
-            ((entry, step) for step, entries in enumerate(steps) for entry in entries),
-            key=lambda s: by_time(s[0]),
-        )
-    for first, first_step in starts:
+    lowest = [at - within, ""]
+    candidates = (
+        [(e, 0) for e in steps[0][bisect.bisect_left(steps[0], _by_time(lowest), key=_by_time) :]]
+        if spec.ordered
+        else [
+            (e, step)
+            for step, entries in enumerate(steps)
+            for e in entries[bisect.bisect_left(entries, _by_time(lowest), key=_by_time) :]
+        ]
+    )
+    for first, first_step in sorted(candidates, key=lambda pair: _by_time(pair[0])):
+        if first[0] > at:
+            break
         chain = {first_step: first}
         taken = {first[1]}
         previous = first[0]
         for step in range(len(steps)):
             if step == first_step:
                 continue
-            floor = previous if spec.ordered else first[0]
-            found = min(
-                (
-                    e
-                    for e in steps[step]
-                    if floor <= e[0] <= first[0] + within and e[1] not in taken
-                ),
-                key=by_time,
-                default=None,
-            )
-            if found is None:
+            found = _earliest(steps[step], previous if spec.ordered else first[0], taken)
+            if found is None or found[0] > first[0] + within:
                 break
             chain[step] = found
             taken.add(found[1])
@@ -393,12 +422,20 @@ def _chain(steps: list[list[list[Any]]], spec: SequenceSpec) -> list[list[Any]] 
     return None
 
 
+def _earliest(entries: list[list[Any]], floor: int, taken: set[str]) -> list[Any] | None:
+    """The earliest entry at or after `floor` whose record is not taken (entries are sorted)."""
+    for entry in entries[bisect.bisect_left(entries, (floor, ""), key=_by_time) :]:
+        if entry[1] not in taken:
+            return entry
+    return None
+
+
 def _by_time(entry: list[Any]) -> tuple[int, str]:
     return (entry[0], entry[1])
 
 
 def _sequence_alert(
-    key: StateKey, spec: SequenceSpec, item: Item, chain: list[list[Any]]
+    key: StateKey, spec: SequenceSpec, item: Item, chain: list[list[Any]], held_before: int
 ) -> dict[str, Any]:
     by_time = sorted(chain, key=_by_time)
     info = {
@@ -413,6 +450,7 @@ def _sequence_alert(
         "first_event_time": iso(by_time[0][0]),
         "last_event_id": by_time[-1][1],
         "last_event_time": iso(by_time[-1][0]),
+        "held_before": held_before,
     }
     ids = [entry[1] for entry in chain]
     digest = hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:24]
@@ -433,9 +471,7 @@ def _shown(value: Any) -> Any:
 def _outbox_entry(
     alert_id: str, event_ids: list[str], key: StateKey, item: Item, info: dict[str, Any]
 ) -> dict[str, Any]:
-    record = item.record
-    if len(record) > MAX_STORED_RECORD:
-        record = orjson.dumps(record_marker(orjson.loads(record), len(record)))
+    record = item.record if len(item.record) <= MAX_STORED_RECORD else _marker(item.record)
     return {
         "id": alert_id,
         "events": event_ids,
@@ -452,3 +488,11 @@ def _outbox_entry(
         },
         "claim": None,
     }
+
+
+def _marker(record: bytes) -> bytes:
+    """A record as its identifying fields (the whole record is in the log file, `source`)."""
+    decoded = orjson.loads(record)
+    if decoded.get("truncated") is True and "original_size_bytes" in decoded:
+        return record  # a marker already
+    return orjson.dumps(record_marker(decoded, len(record)))

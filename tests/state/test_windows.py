@@ -209,17 +209,18 @@ def test_a_late_match_of_an_earlier_period_alerts_if_that_period_had_none() -> N
 A_THEN_B = Sequence(("A", "B"), Duration(900, "15m"), (".g",))
 
 
-def a(n: int, at: int, **kwargs: Any) -> Item:
-    return item(n, at, steps=(0,), **kwargs)
+def a(n: int, at: int, f: int = 1, **kwargs: Any) -> Item:
+    """A match of step A, in log file number `f`."""
+    return item(n, at, steps=(0,), source=f"s3://b/file-{f}", **kwargs)
 
 
-def b(n: int, at: int, **kwargs: Any) -> Item:
-    return item(n, at, steps=(1,), **kwargs)
+def b(n: int, at: int, f: int = 1, **kwargs: Any) -> Item:
+    return item(n, at, steps=(1,), source=f"s3://b/file-{f}", **kwargs)
 
 
 def test_a_sequence_in_order_within_the_time_alerts_once() -> None:
     key = key_for("sequence")
-    _, outcomes = run(A_THEN_B, key, [[a(1, T0)], [b(2, T0 + 60)], [b(3, T0 + 61)]])
+    _, outcomes = run(A_THEN_B, key, [[a(1, T0)], [b(2, T0 + 60, f=2)], [b(3, T0 + 61, f=3)]])
     [alert] = alerts(outcomes)
     steps = alert["info"]["steps"]
     assert [(s["rule"], s["event_id"]) for s in steps] == [("A", "e1"), ("B", "e2")]
@@ -228,14 +229,14 @@ def test_a_sequence_in_order_within_the_time_alerts_once() -> None:
 
 def test_a_sequence_out_of_order_is_not_a_sequence() -> None:
     key = key_for("sequence")
-    _, outcomes = run(A_THEN_B, key, [[b(2, T0)], [a(1, T0 + 60)]])
+    _, outcomes = run(A_THEN_B, key, [[b(2, T0)], [a(1, T0 + 60, f=2)]])
     assert alerts(outcomes) == []
 
 
 def test_a_late_first_step_still_completes_the_sequence() -> None:
     """Files arrive out of order: B's file first, then A's, whose event is earlier."""
     key = key_for("sequence")
-    _, outcomes = run(A_THEN_B, key, [[b(2, T0 + 60)], [a(1, T0)]])
+    _, outcomes = run(A_THEN_B, key, [[b(2, T0 + 60)], [a(1, T0, f=2)]])
     [alert] = alerts(outcomes)
     assert alert["event_id"] == "e1"  # the record that completed it
     assert alert["info"]["first_event_id"] == "e1" and alert["info"]["last_event_id"] == "e2"
@@ -243,29 +244,46 @@ def test_a_late_first_step_still_completes_the_sequence() -> None:
 
 def test_a_sequence_longer_than_within_is_not_a_sequence() -> None:
     key = key_for("sequence")
-    _, outcomes = run(A_THEN_B, key, [[a(1, T0)], [b(2, T0 + 901)]])
+    _, outcomes = run(A_THEN_B, key, [[a(1, T0)], [b(2, T0 + 901, f=2)]])
     assert alerts(outcomes) == []
 
 
 def test_an_unordered_sequence_takes_any_order() -> None:
     spec = Sequence(("A", "B"), Duration(300, "5m"), (), ordered=False)
     key = key_for("sequence")
-    _, outcomes = run(spec, key, [[b(2, T0)], [a(1, T0 + 60)]])
+    _, outcomes = run(spec, key, [[b(2, T0)], [a(1, T0 + 60, f=2)]])
     assert len(alerts(outcomes)) == 1
 
 
-def test_each_record_is_in_one_sequence_at_most_even_when_applied_again() -> None:
+def test_a_group_alerts_once_per_within_and_reports_the_chains_in_between() -> None:
     key = key_for("sequence")
     batch = [a(1, T0), b(2, T0 + 1), a(3, T0 + 2), b(4, T0 + 3)]
     state, outcomes = run(A_THEN_B, key, [batch, batch, batch[:2]])
     chains = [[s["event_id"] for s in x["info"]["steps"]] for x in alerts(outcomes)]
-    assert chains == [["e1", "e2"], ["e3", "e4"]]
+    assert chains == [["e1", "e2"]]
+    assert outcomes[0].held == 1  # e3 then e4: the same group within 15 minutes
+    assert [o.held for o in outcomes[1:]] == [0, 0]  # a retried file counts nothing again
+
+    later = [a(5, T0 + 1000, f=2), b(6, T0 + 1001, f=2)]
+    state, outcomes = run(A_THEN_B, key, [later], state=state)
+    [alert] = alerts(outcomes)
+    assert alert["info"]["held_before"] == 1
+
+
+def test_each_record_is_in_one_sequence_at_most_even_from_another_file() -> None:
+    key = key_for("sequence")
+    batch = [a(1, T0), b(2, T0 + 1)]
+    again = [a(1, T0, f=99), b(2, T0 + 1, f=99)]  # the same events, from another trail's file
+    state, outcomes = run(A_THEN_B, key, [batch, [a(9, T0 + 2000, f=2)]])
+    _, outcomes = run(A_THEN_B, key, [again, [b(10, T0 + 2001, f=3)]], state=state)
+    chains = [[s["event_id"] for s in x["info"]["steps"]] for x in alerts(outcomes)]
+    assert chains == [["e9", "e10"]]
 
 
 def test_records_later_than_the_lateness_are_counted_as_late() -> None:
     key = key_for("sequence")
     state, _ = run(A_THEN_B, key, [[a(1, T0 + 10_000)]])
-    outcome = windows.apply(key, A_THEN_B, state, [a(2, T0)], MINE, lateness=600)
+    outcome = windows.apply(key, A_THEN_B, state, [a(2, T0, f=2)], MINE, lateness=600)
     assert outcome.late == 1
 
 
@@ -302,3 +320,17 @@ def test_an_undelivered_alert_is_released_for_the_next_invocation() -> None:
     assert released is not None and released["outbox"][0]["claim"] is None
     again = windows.apply(key, TEN_MINUTES, released, [], Claim("next", T0 + 50, T0 + 1))
     assert [e["alert"]["event_id"] for e in again.send] == ["e2"]
+
+
+def test_a_long_burst_of_one_step_keeps_the_state_bounded() -> None:
+    """20,000 matches of the second step, then of the first, for one group in one file: each
+    step keeps its 50 most recent matches, and a chain is still found among those."""
+    key = key_for("sequence")
+    seconds = [b(n, T0 + n % 600) for n in range(20_000)]
+    firsts = [a(100_000 + n, T0 + 300 + n % 60) for n in range(20_000)]
+    assert len({x.source for x in seconds + firsts}) == 1
+    outcome = windows.apply(key, A_THEN_B, None, seconds + firsts, MINE)
+    assert outcome.state is not None
+    assert [len(entries) for entries in outcome.state["steps"]] <= [50, 50]
+    assert len(outcome.send) >= 1
+    assert len(orjson.dumps(outcome.state)) < 64 * 1024
