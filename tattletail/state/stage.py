@@ -23,6 +23,7 @@ unit's items in event-time order, and the alerts delivered in event-time order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -55,10 +56,12 @@ StateSink = Callable[[Sequence[Alert]], Awaitable[Sequence[bool] | None]]
 WRITE_ATTEMPTS = 8
 # Tries of the write that records alerts as sent, when the store fails.
 SETTLE_ATTEMPTS = 3
-# A claim outlives its holder's Lambda deadline by this much (clocks of two hosts differ).
+# A claim on an alert is a lease: it lasts this long and its holder renews it every
+# CLAIM_RENEW seconds while it sends, so an invocation that died holds it for CLAIM_SECONDS at
+# most (and never past its Lambda deadline plus CLAIM_MARGIN, for clocks that differ).
+CLAIM_SECONDS = 30.0
+CLAIM_RENEW = 10.0
 CLAIM_MARGIN = 5.0
-# Without a deadline (the CLI, a test), a claim lasts this long.
-CLAIM_SECONDS = 900.0
 # Time kept back from the deadline when waiting for another invocation's send.
 WAIT_RESERVE = 5.0
 # Items known to be finished (a window that fired and was sent), kept per container.
@@ -189,7 +192,13 @@ class StateStage:
                 continue
             alerts.append(alert)
             sendable.append((key, entry))
-        outcome = await sink(alerts) if alerts else []
+        renewing = asyncio.create_task(self._renew({key for key, _ in sendable}))
+        try:
+            outcome = await sink(alerts) if alerts else []
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
         results = list(outcome) if outcome is not None else [True] * len(alerts)
         for (key, entry), ok in zip(sendable, results, strict=True):
             delivered.setdefault(key.pk, {})[entry["id"]] = ok
@@ -209,6 +218,19 @@ class StateStage:
                 logs.log(logging.ERROR, "state_settle_failed", error=str(error))
             elif isinstance(error, BaseException):
                 raise error
+
+    async def _renew(self, keys: set[StateKey]) -> None:
+        """While alerts are being sent (a slow destination, its retries): extend this
+        invocation's claims on them, so no one else takes them over meanwhile."""
+
+        def change(state: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            return windows.renew(state, self._nonce, self._claim_until()) if state else None, None
+
+        while True:
+            await asyncio.sleep(CLAIM_RENEW)
+            for key in keys:
+                with contextlib.suppress(StateError):
+                    await self._update(key, change, self._known.get(key.pk, Versioned()))
 
     async def _settle(self, key: StateKey, delivered: dict[str, bool]) -> None:
         def change(state: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
@@ -241,7 +263,7 @@ class StateStage:
             limit = (
                 self._deadline - WAIT_RESERVE
                 if self._deadline is not None
-                else started + CLAIM_SECONDS + CLAIM_MARGIN
+                else started + 2 * CLAIM_SECONDS
             )
             if now + delay > limit:
                 raise StatePending(
@@ -298,9 +320,10 @@ class StateStage:
         return int(max(self._clock(), end) + self._retention)
 
     def _claim_until(self) -> float:
-        if self._deadline is None:
-            return self._clock() + CLAIM_SECONDS
-        return self._clock() + (self._deadline - time.monotonic()) + CLAIM_MARGIN
+        lease = CLAIM_SECONDS
+        if self._deadline is not None:
+            lease = min(lease, self._deadline - time.monotonic() + CLAIM_MARGIN)
+        return self._clock() + lease
 
     def _remember_done(self, key: StateKey) -> None:
         if key.kind not in ("threshold", "distinct"):

@@ -20,8 +20,8 @@ Why it is shaped this way:
   the newest one) and look for a chain after each record, so a step that arrives late still
   completes it. A chain's records are used once (their eventIDs are remembered).
 - **The outbox**: an alert is written into the state by the same atomic write that decides it,
-  whole (rule, record, what it counted), with a claim: who sends it and until when (the
-  sender's Lambda deadline). Whoever then sees an unclaimed or expired entry (a retry of the
+  whole (rule, record, what it counted), with a claim: who sends it and until when (a lease
+  its sender renews while it sends, see tattletail.state.stage). Whoever then sees an unclaimed or expired entry (a retry of the
   invocation that died, or any later one) sends it; a sender that did not finish leaves it
   there. So a decided alert is sent by exactly one invocation at a time and never lost.
 """
@@ -158,6 +158,19 @@ def settle(state: dict[str, Any], delivered: dict[str, bool], nonce: str) -> dic
             if delivered[entry["id"]]:
                 continue
             entry = {**entry, "claim": None}
+        outbox.append(entry)
+    return {**state, "outbox": outbox} if changed else None
+
+
+def renew(state: dict[str, Any], nonce: str, until: float) -> dict[str, Any] | None:
+    """This caller's claims extended to `until`; None when it holds none any more."""
+    outbox = []
+    changed = False
+    for entry in state["outbox"]:
+        held_by = entry.get("claim")
+        if held_by is not None and held_by["by"] == nonce:
+            entry = {**entry, "claim": {"by": nonce, "until": until}}
+            changed = True
         outbox.append(entry)
     return {**state, "outbox": outbox} if changed else None
 

@@ -406,3 +406,69 @@ def test_two_processes_counting_one_group_at_the_same_time_send_exactly_one_aler
     assert all(a["threshold"]["count"] == 3 for a in alerts)
     sent = [sum(r[n]["stateful_alerts"] for r in results) for n in range(rounds)]
     assert sent == [1] * rounds
+
+
+KILLED_CHILD = textwrap.dedent(
+    """\
+    import json, os, signal, sys
+
+
+    class Context:
+        aws_request_id = "killed"
+        function_name = "tattletail"
+
+        def get_remaining_time_in_millis(self):
+            return 3_000  # its claims outlive it by at most this plus the 5 s margin
+
+
+    def main():
+        from tattletail import dispatch, lambda_handler
+
+        # The crash under test: the process dies once the state write has decided (and
+        # claimed) an alert, before anything is sent.
+        def die(self, alerts):
+            if any(alert.aggregate is not None for alert in alerts):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(self, alerts)
+
+        original = dispatch.Dispatcher.deliver_all
+        dispatch.Dispatcher.deliver_all = die
+        lambda_handler.handler(json.loads(sys.argv[1]), Context())
+
+
+    if __name__ == "__main__":
+        main()
+    """
+)
+
+
+def test_an_invocation_killed_after_deciding_an_alert_has_it_sent_by_its_retry_once(
+    world: World, tmp_path: Path
+) -> None:
+    world.configure(THRESHOLD_RULE)
+    key = world.put("AWSLogs/burst.json.gz", [record(n, minute(n)) for n in range(4)])
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_CHILD)
+    package_root = str(Path(tattletail.__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        **base_env(world.config_path),
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    child = subprocess.run(
+        [sys.executable, str(script), json.dumps(s3_event(BUCKET, key))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -9, child.stderr
+    assert world.alerts() == []
+
+    # Lambda retries the event: the retry finds the alert decided and claimed by an
+    # invocation that is gone, waits for the claim to lapse, and sends it.
+    result = world.invoke(key, request="retry")
+    assert result["stateful_alerts"] == 1
+    world.invoke(key, request="another retry")
+    [alert] = world.alerts()
+    assert alert["threshold"]["count"] == 3 and alert["record"]["eventID"] == "event-00002"
