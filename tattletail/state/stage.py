@@ -17,7 +17,10 @@ store error fails the file too (StateUnavailable): its other alerts were already
 a retry counts nothing twice.
 
 Locally (`scan`, `test`) the items of every file are kept and applied once, at the end, each
-unit's items in event-time order, and the alerts delivered in event-time order.
+unit's items in event-time order, and the alerts delivered in event-time order; a scan with more
+than LOCAL_BUFFER such matches applies its oldest half each time it gets there, so its memory
+stays bounded (a record older than what was applied by then is applied late: its window still
+counts it).
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ CLAIM_MARGIN = 5.0
 WAIT_RESERVE = 5.0
 # Items known to be finished (a window that fired and was sent), kept per container.
 DONE_LIMIT = 50_000
+# Locally, matches kept to be applied in event-time order; past it, the oldest half is applied.
+LOCAL_BUFFER = 100_000
 
 T = TypeVar("T")
 Batch = dict[StateKey, tuple[Consumer, list[Item]]]
@@ -100,6 +105,7 @@ class StateStage:
         self._rules: Mapping[str, Rule] = {rule.name: rule for rule in config.rules}
         self._nonce = uuid.uuid4().hex
         self._buffer: Batch = {}
+        self._buffered = 0
         self._locks: dict[str, asyncio.Lock] = {}
         # The newest version of each item this run has read or written.
         self._known: dict[str, Versioned] = {}
@@ -117,12 +123,25 @@ class StateStage:
         if self._local:
             for key, (consumer, items) in batch.items():
                 self._buffer.setdefault(key, (consumer, []))[1].extend(items)
+                self._buffered += len(items)
+            if self._buffered > LOCAL_BUFFER:
+                await self.flush(sink, keep=LOCAL_BUFFER // 2)
             return
         await self._apply(batch, sink)
 
-    async def flush(self, sink: StateSink) -> None:
-        """Locally: apply every file's items at once (see the module's doc)."""
-        batch, self._buffer = self._buffer, {}
+    async def flush(self, sink: StateSink, keep: int = 0) -> None:
+        """Locally: apply the items kept so far, in event-time order, but for the `keep`
+        newest (a long scan applies its oldest half whenever LOCAL_BUFFER are kept)."""
+        orders = sorted(item.order for _, items in self._buffer.values() for item in items)
+        cut = orders[len(orders) - keep] if 0 < keep < len(orders) else None
+        batch: Batch = {}
+        kept: Batch = {}
+        for key, (consumer, items) in self._buffer.items():
+            for item in items:
+                target = batch if cut is None or item.order < cut else kept
+                target.setdefault(key, (consumer, []))[1].append(item)
+        self._buffer = kept
+        self._buffered = sum(len(items) for _, items in kept.values())
         if batch:
             await self._apply(batch, sink)
 

@@ -21,9 +21,10 @@ Why it is shaped this way:
   completes it. A chain's records are used once (their eventIDs are remembered).
 - **The outbox**: an alert is written into the state by the same atomic write that decides it,
   whole (rule, record, what it counted), with a claim: who sends it and until when (a lease
-  its sender renews while it sends, see tattletail.state.stage). Whoever then sees an unclaimed or expired entry (a retry of the
-  invocation that died, or any later one) sends it; a sender that did not finish leaves it
-  there. So a decided alert is sent by exactly one invocation at a time and never lost.
+  its sender renews while it sends, see tattletail.state.stage). Whoever then sees an
+  unclaimed or expired entry (a retry of the invocation that died, or any later one) sends
+  it; a sender that did not finish leaves it there. So a decided alert is sent by exactly one
+  invocation at a time and never lost.
 """
 
 from __future__ import annotations

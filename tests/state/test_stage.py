@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,7 @@ from tattletail.alerts import Alert
 from tattletail.pipeline import rule_sources
 from tattletail.rules import Match, RuleSet
 from tattletail.state import InMemoryStore, StatePlan, StateStage
+from tattletail.state import stage as stage_module
 from tattletail.state.stage import WAIT_RESERVE
 from tattletail.state.store import StateError, StateStore, StateUnavailable, Versioned
 from tattletail.summary import RunSummary
@@ -360,3 +362,51 @@ def test_a_scan_gives_the_same_alerts_whatever_the_order_of_its_files() -> None:
     assert first, "the scenario should alert"
     assert asyncio.run(scan([4, 3, 2, 1, 0])) == first
     assert asyncio.run(scan([2, 0, 4, 1, 3])) == first
+
+
+def test_a_long_scan_keeps_a_bounded_buffer_and_the_same_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stage_module, "LOCAL_BUFFER", 8)
+    rng = random.Random(3)
+    records = [
+        {
+            "eventID": f"e{n}",
+            "t": T0 + rng.randint(0, 3600),
+            "g": rng.choice("ab"),
+            "kind": rng.choice(KINDS),
+        }
+        for n in range(300)
+    ]
+    for record in records:
+        record["eventTime"] = iso(record["t"])
+    records.sort(key=lambda record: record["t"])  # files come roughly in time order
+
+    async def scan() -> list[Alert]:
+        stage = StateStage(
+            CONFIG, PLAN, InMemoryStore(), RunSummary(), retention=1, lateness=3600, local=True
+        )
+        printed: list[Alert] = []
+
+        async def sink(alerts: Sequence[Alert]) -> None:
+            printed.extend(alerts)
+
+        for n in range(0, len(records), 10):
+            await stage.process(f"file-{n}", RULES.evaluate(records[n : n + 10]).matches, sink)
+            assert stage._buffered <= 8 + 10
+        await stage.flush(sink)
+        return printed
+
+    printed = asyncio.run(scan())
+    bursts, kinds, once = expected_windows(records)
+    got = defaultdict(set)
+    for alert in printed:
+        assert alert.aggregate is not None
+        info = alert.aggregate.info
+        if alert.rule_name == "Burst":
+            got["Burst"].add((info["group"], _epoch(info["window_start"])))
+        elif alert.rule_name == "Kinds":
+            got["Kinds"].add((info["group"][0], _epoch(info["window_start"])))
+        elif alert.rule_name == "Once":
+            got["Once"].add((info["key"], _epoch(info["period_start"])))
+    assert (got["Burst"], got["Kinds"], got["Once"]) == (bursts, kinds, once)
