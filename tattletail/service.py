@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from tattletail import logs
 from tattletail.aws import AwsClients
-from tattletail.config import Config, ConfigError
+from tattletail.config import Config
 from tattletail.dedupe import DedupeTable
 from tattletail.destinations import DeliveryContext
 from tattletail.dispatch import DeliveryPolicy, Dispatcher
@@ -25,6 +25,7 @@ from tattletail.retry import Backoff
 from tattletail.settings import Settings
 from tattletail.state import InMemoryStore, StatePlan, StateStage, StateStore
 from tattletail.state.dynamodb import DynamoDBStore
+from tattletail.state.store import UnconfiguredStore
 from tattletail.summary import RunSummary
 from tattletail.workers import WorkerPool
 
@@ -58,25 +59,9 @@ class Service:
         self._buckets: dict[str, TokenBucket] = {}
         self._install(config, self._start_pool(config))
 
-    def _check_state(self, config: Config) -> StatePlan:
-        plan = StatePlan.of(config)
-        if plan.stateful and self.store is None:
-            names = ", ".join(
-                repr(rule.name) for rule in config.rules if rule.stateful and rule.enabled
-            )
-            raise ConfigError(
-                config.source,
-                [
-                    f"rules with memory ({names}) need a state table: set "
-                    "TATTLETAIL_STATE_TABLE to a DynamoDB table (deploy/template.yaml creates "
-                    "one), or disable them"
-                ],
-            )
-        return plan
-
     def _start_pool(self, config: Config) -> WorkerPool:
         settings = self.settings
-        plan = self._check_state(config)
+        plan = StatePlan.of(config)
         pool = WorkerPool(
             rule_sources(config, plan),
             settings.workers,
@@ -89,6 +74,18 @@ class Service:
     def _install(self, config: Config, pool: WorkerPool) -> None:
         self.config = config
         self.plan = StatePlan.of(config)
+        self._missing_store: UnconfiguredStore | None = None
+        if self.plan.stateful and self.store is None:
+            names = ", ".join(
+                repr(rule.name) for rule in config.rules if rule.stateful and rule.enabled
+            )
+            message = (
+                f"rules with memory ({names}) need a state table: set TATTLETAIL_STATE_TABLE "
+                "to a DynamoDB table (deploy/template.yaml creates one), or disable them"
+            )
+            # Loud, but not fatal: every other rule alerts; files with their matches fail.
+            logs.log(logging.ERROR, "state_table_missing", error=message)
+            self._missing_store = UnconfiguredStore(message)
         self._buckets = {}
         self.pool = pool
         self.pipeline = Pipeline(config, self.settings, pool, self.aws)
@@ -156,11 +153,12 @@ class Service:
     def _state_stage(self, summary: RunSummary, deadline: float | None) -> StateStage | None:
         if not self.plan.stateful:
             return None
-        assert self.store is not None  # checked when the config was installed
+        store = self.store if self.store is not None else self._missing_store
+        assert store is not None  # one or the other, see _install
         return StateStage(
             self.config,
             self.plan,
-            self.store,
+            store,
             summary,
             retention=self.settings.state_retention,
             lateness=self.settings.state_lateness,

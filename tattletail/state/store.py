@@ -118,3 +118,30 @@ class InMemoryStore(StateStore):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class UnconfiguredStore(StateStore):
+    """Where state would be when no store is configured (Lambda without TATTLETAIL_STATE_TABLE):
+    every call fails, so the log files whose matches need state fail loudly and come back,
+    while every other alert still goes out."""
+
+    name = "unconfigured"
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    async def get_many(self, keys: Sequence[str], calls: Counter[str]) -> dict[str, Versioned]:
+        raise StateUnavailable(self.message)
+
+    async def get(self, key: str, calls: Counter[str]) -> Versioned:
+        raise StateUnavailable(self.message)
+
+    async def put(
+        self,
+        key: str,
+        state: dict[str, Any],
+        version: int,
+        expires_at: int,
+        calls: Counter[str],
+    ) -> bool:
+        raise StateUnavailable(self.message)

@@ -20,7 +20,6 @@ from conftest import Moto, gzipped
 
 import tattletail
 from tattletail import lambda_handler
-from tattletail.config import ConfigError
 from tests.destinations.http_stand_in import HttpStandIn, Reply
 from tests.lambda_support import BUCKET, LambdaContext, s3_event
 from tests.state.state_support import STATE_TABLE, create_state_table
@@ -298,13 +297,28 @@ destinations = ["Hook"]
     assert [a["name"] for a in world.alerts()].count("List burst") == 1
 
 
-def test_rules_with_memory_without_a_state_table_fail_the_cold_start_clearly(
-    world: World, monkeypatch: pytest.MonkeyPatch
+def test_rules_with_memory_without_a_state_table_fail_their_files_and_say_why(
+    world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("TATTLETAIL_STATE_TABLE")
-    world.configure(THRESHOLD_RULE)
-    with pytest.raises(ConfigError, match="need a state table: set TATTLETAIL_STATE_TABLE"):
-        world.invoke(world.put("AWSLogs/x.json.gz", [record(1, minute(0))]))
+    world.configure(
+        THRESHOLD_RULE
+        + """
+[[rule]]
+name = "Every List"
+jq_match = 'select(.eventName == "ListUsers")'
+destinations = ["Hook"]
+"""
+    )
+    key = world.put("AWSLogs/x.json.gz", [record(1, minute(0))])
+    with pytest.raises(lambda_handler.ObjectsFailed):
+        world.invoke(key)
+    assert [a["name"] for a in world.alerts()] == ["Every List"]
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"event"' in line]
+    [missing] = [line for line in lines if line["event"] == "state_table_missing"]
+    assert "'List burst'" in missing["error"] and "TATTLETAIL_STATE_TABLE" in missing["error"]
+    [failed] = [line for line in lines if line["event"] == "object_failed"]
+    assert failed["reason"] == "state_unavailable" and "need a state table" in failed["error"]
 
 
 # -- two processes at the same time -----------------------------------------------------------
