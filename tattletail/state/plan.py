@@ -22,6 +22,9 @@ from tattletail.config import Sequence as SequenceSpec
 from tattletail.records import RecordJSON
 from tattletail.rules import KeyFailure, Match
 
+# The longest eventID kept as it is (others are kept as a digest).
+MAX_EVENT_ID = 128
+
 
 @dataclass(frozen=True)
 class Consumer:
@@ -184,7 +187,8 @@ def _item(consumer: Consumer, match: Match, source: str, rejects: Rejects) -> It
         rejects.add("key_error")
         return None
     spec = consumer.spec
-    group = values if getattr(spec, "group_by_list", False) else (values[0] if values else None)
+    as_list = isinstance(spec, Threshold | Distinct | SequenceSpec) and spec.group_by_list
+    group = values if as_list else (values[0] if values else None)
     value = keys[consumer.value] if consumer.value is not None else None
     if isinstance(value, KeyFailure):
         rejects.add("key_error")
@@ -205,6 +209,9 @@ def _item(consumer: Consumer, match: Match, source: str, rejects: Rejects) -> It
     if not isinstance(event_id, str) or not event_id:
         # Records without an eventID (rare) are told apart by their content.
         event_id = "sha256:" + hashlib.sha256(record_json).hexdigest()[:32]
+    elif len(event_id) > MAX_EVENT_ID:
+        # CloudTrail's are 36 characters; a longer one would only bloat the state.
+        event_id = "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
     return Item(
         time=time,
         event_id=event_id,

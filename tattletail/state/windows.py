@@ -56,9 +56,18 @@ MAX_STATE_BYTES = 200 * 1024
 OUTBOX_LIMIT = 100
 # Per dedup key: the periods kept besides those with matches not yet reported.
 DEDUP_PERIODS_KEPT = 16
-# Per sequence step: the most recent matches kept; per sequence, the records of chains kept.
+# Per sequence step: the most recent matches kept; per sequence, the records of chains and the
+# log files applied that are kept (to recognise the same event from another trail, and a
+# retried file).
 SEQUENCE_ENTRIES_PER_STEP = 50
 SEQUENCE_USED_KEPT = 200
+SEQUENCE_FILES_KEPT = 500
+# Per dedup period: the log files whose counts are kept apart (a retried one counts once);
+# beyond, the oldest are folded into one count.
+DEDUP_FILES_KEPT = 200
+FOLDED = "folded"
+# A group's value or a title longer than this is kept cut.
+GROUP_CHARS = 1024
 # Shown in an alert: values of a distinct window, and the length of each.
 DISTINCT_VALUES_SHOWN = 20
 SHOWN_CHARS = 200
@@ -95,7 +104,7 @@ def new_state(key: StateKey) -> dict[str, Any]:
         "schema": SCHEMA,
         "kind": key.kind,
         "rule": key.rule,
-        "group": key.group,
+        "group": _cut(key.group),
         "bucket": key.bucket,
         "outbox": [],
     }
@@ -131,7 +140,9 @@ def apply(
         working["outbox"].append(entry)
     if working["outbox"] and len(orjson.dumps(working)) > MAX_STATE_BYTES:
         for entry in working["outbox"]:
-            entry["alert"]["record"] = _marker(entry["alert"]["record"].encode()).decode()
+            alert = entry["alert"]
+            alert["record"] = _marker(alert["record"].encode()).decode()
+            alert["annotation"] = _shown(alert["annotation"])
     event_ids = {item.event_id for item in ordered}
     for entry in working["outbox"]:
         held_by = entry.get("claim")
@@ -239,14 +250,18 @@ def _distinct(
             # The earliest record of each value, whatever order they came in.
             known[0] = min(known[0], entry)
             continue
-        values[digest] = [entry, _shown(item.value)]
+        # The values an alert shows are kept; the others only count.
+        shown = _shown(item.value) if len(values) < DISTINCT_VALUES_SHOWN else None
+        values[digest] = [entry, shown]
         if len(values) >= spec.count:
             state.pop("values")
             state["fired"] = {"event_id": item.event_id, "count": len(values)}
             firsts = sorted(values.values())
             extra = {
                 "field": spec.field,
-                "values": [shown for _, shown in firsts[:DISTINCT_VALUES_SHOWN]],
+                "values": [shown for _, shown in firsts if shown is not None][
+                    :DISTINCT_VALUES_SHOWN
+                ],
             }
             return [_window_alert(key, spec, item, [entry for entry, _ in firsts], extra)]
     return []
@@ -268,7 +283,7 @@ def _window_alert(
         "window": spec.window.text,
         "window_start": iso(key.bucket),
         "window_end": iso(key.bucket + spec.window.seconds),
-        "group": orjson.loads(key.group),
+        "group": _group(key),
         "first_event_id": first_id,
         "first_event_time": first_time,
         "last_event_id": last_id,
@@ -305,6 +320,7 @@ def _dedup(
         # A log file's count is written whole: a retried file counts once.
         assert period is not None
         period["held"].update(held)
+        _fold(period)
         outcome.held += sum(held.values())
     newest = sorted(periods, key=int)[-DEDUP_PERIODS_KEPT:]
     for start in list(periods):
@@ -363,6 +379,8 @@ def _sequence(
         if token in applied:
             continue
         files[token] = max(files.get(token, item.time), item.time)
+        if len(files) > SEQUENCE_FILES_KEPT:
+            del files[min(files, key=lambda name: (files[name], name))]
         newest = max(int(state.get("newest", item.time)), item.time)
         state["newest"] = newest
         if item.time < newest - spec.within.seconds - lateness:
@@ -459,7 +477,7 @@ def _sequence_alert(
         ],
         "within": spec.within.text,
         "ordered": spec.ordered,
-        "group": orjson.loads(key.group),
+        "group": _group(key),
         "first_event_id": by_time[0][1],
         "first_event_time": iso(by_time[0][0]),
         "last_event_id": by_time[-1][1],
@@ -497,7 +515,7 @@ def _outbox_entry(
             "record": record.decode(),
             "event_id": item.event_id,
             "annotation": item.annotation,
-            "title": item.title,
+            "title": item.title if item.title is None else _cut(item.title),
             "info": info,
         },
         "claim": None,
@@ -510,3 +528,21 @@ def _marker(record: bytes) -> bytes:
     if decoded.get("truncated") is True and "original_size_bytes" in decoded:
         return record  # a marker already
     return orjson.dumps(record_marker(decoded, len(record)))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= GROUP_CHARS else text[: GROUP_CHARS - 1] + "…"
+
+
+def _group(key: StateKey) -> Any:
+    """The group's value as an alert shows it (cut, as text, when it is very long)."""
+    return orjson.loads(key.group) if len(key.group) <= GROUP_CHARS else _cut(key.group)
+
+
+def _fold(period: dict[str, Any]) -> None:
+    """Keep the counts of at most DEDUP_FILES_KEPT log files apart (the rest in one total)."""
+    held = period["held"]
+    tokens = sorted(token for token in held if token != FOLDED)
+    for token in tokens[: max(0, len(tokens) - DEDUP_FILES_KEPT)]:
+        count = held.pop(token)
+        held[FOLDED] = held.get(FOLDED, 0) + count

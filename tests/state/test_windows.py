@@ -4,10 +4,13 @@ claims, and applying a batch twice."""
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tattletail.config import Dedup, Distinct, Duration, Sequence, Threshold
 from tattletail.state import windows
@@ -334,3 +337,63 @@ def test_a_long_burst_of_one_step_keeps_the_state_bounded() -> None:
     assert [len(entries) for entries in outcome.state["steps"]] <= [50, 50]
     assert len(outcome.send) >= 1
     assert len(orjson.dumps(outcome.state)) < 64 * 1024
+
+
+# Small to draw, large once built: hypothesis keeps its inputs small.
+HOSTILE = st.one_of(
+    st.text(max_size=20),
+    st.builds(lambda n, k: f"{k}:" + "y" * n, st.integers(0, 20_000), st.integers()),
+    st.integers(),
+    st.builds(
+        lambda n, k: {str(i): "z" * n for i in range(k)}, st.integers(0, 3_000), st.integers(0, 20)
+    ),
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    st.sampled_from(["threshold", "distinct", "dedup", "sequence"]),
+    st.lists(
+        st.tuples(st.integers(0, 7200), HOSTILE, HOSTILE, st.integers(0, 400)),
+        min_size=1,
+        max_size=300,
+    ),
+)
+def test_hostile_records_keep_a_group_state_within_dynamodbs_item_limit(
+    kind: str, rows: list[tuple[int, Any, Any, int]]
+) -> None:
+    """Huge eventIDs, values, annotations and titles, and hundreds of log files: one group's
+    state, stored compressed, stays far below DynamoDB's 400 KB item limit."""
+    from tattletail.state.plan import MAX_EVENT_ID
+
+    specs: dict[str, Any] = {
+        "threshold": Threshold(1000, Duration(86400, "1d")),
+        "distinct": Distinct(".v", 1000, Duration(86400, "1d")),
+        "dedup": Dedup(".k", Duration(60, "1m")),
+        "sequence": Sequence(("A", "B"), Duration(3600, "1h"), ()),
+    }
+    key = key_for(kind, bucket=T0 if kind in ("threshold", "distinct") else None)
+    state = None
+    for n, (at, value, annotation, file) in enumerate(rows):
+        event_id = f"{'x' * (n % 3) * 100}{n}"[:MAX_EVENT_ID]
+        batch = [
+            Item(
+                time=T0 + at,
+                event_id=event_id,
+                source=f"s3://b/file-{file}",
+                record=orjson.dumps({"eventID": event_id, "blob": str(annotation)[:40_000]}),
+                annotation=annotation,
+                title=str(value)[:5000],
+                group="g",
+                value=value,
+                steps=(n % 2,),
+            )
+        ]
+        outcome = windows.apply(key, specs[kind], state, batch, Claim(f"c{n}", T0, T0 + n))
+        state = outcome.state or state
+    assert state is not None
+    assert len(zlib.compress(orjson.dumps(state))) < 300 * 1024
