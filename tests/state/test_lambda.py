@@ -89,6 +89,16 @@ def base_env(config_path: Path) -> dict[str, str]:
     }
 
 
+def child_env(world: World) -> dict[str, str]:
+    """The environment of a handler process of its own, importing the package under test."""
+    package_root = str(Path(tattletail.__file__).resolve().parents[1])
+    return {
+        **os.environ,
+        **base_env(world.config_path),
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+
+
 @pytest.fixture
 def world(moto: Moto, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
     lambda_handler.shutdown()
@@ -186,6 +196,14 @@ def test_an_alert_whose_delivery_failed_is_sent_by_the_retry_once(
     assert alert["threshold"]["count"] == 3
 
 
+# A rule without memory beside it: its alerts must go out whatever happens to the state.
+EVERY_LIST_RULE = """
+[[rule]]
+name = "Every List"
+jq_match = 'select(.eventName == "ListUsers")'
+destinations = ["Hook"]
+"""
+
 DEDUP_RULE = """
 [[rule]]
 name = "Denied"
@@ -266,15 +284,7 @@ def test_the_state_table_unavailable_fails_the_objects_loudly_and_loses_nothing(
     world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TATTLETAIL_STATE_TABLE", "no-such-table")
-    world.configure(
-        THRESHOLD_RULE
-        + """
-[[rule]]
-name = "Every List"
-jq_match = 'select(.eventName == "ListUsers")'
-destinations = ["Hook"]
-"""
-    )
+    world.configure(THRESHOLD_RULE + EVERY_LIST_RULE)
     stateful = world.put("AWSLogs/stateful.json.gz", [record(n, minute(n)) for n in range(3)])
     quiet = world.put("AWSLogs/quiet.json.gz", [record(9, minute(1), "GetUser")])
 
@@ -301,15 +311,7 @@ def test_rules_with_memory_without_a_state_table_fail_their_files_and_say_why(
     world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("TATTLETAIL_STATE_TABLE")
-    world.configure(
-        THRESHOLD_RULE
-        + """
-[[rule]]
-name = "Every List"
-jq_match = 'select(.eventName == "ListUsers")'
-destinations = ["Hook"]
-"""
-    )
+    world.configure(THRESHOLD_RULE + EVERY_LIST_RULE)
     key = world.put("AWSLogs/x.json.gz", [record(1, minute(0))])
     with pytest.raises(lambda_handler.ObjectsFailed):
         world.invoke(key)
@@ -378,13 +380,7 @@ def test_two_processes_counting_one_group_at_the_same_time_send_exactly_one_aler
             events[side].append(s3_event(BUCKET, key))
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    package_root = str(Path(tattletail.__file__).resolve().parents[1])
-    env = {
-        **os.environ,
-        **base_env(world.config_path),
-        "TATTLETAIL_EAGER_INIT": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-    }
+    env = {**child_env(world), "TATTLETAIL_EAGER_INIT": "1"}
     children = [
         subprocess.Popen(
             [sys.executable, str(script), str(tmp_path), json.dumps(events[side])],
@@ -463,12 +459,7 @@ def test_an_invocation_killed_after_deciding_an_alert_has_it_sent_by_its_retry_o
     key = world.put("AWSLogs/burst.json.gz", [record(n, minute(n)) for n in range(4)])
     script = tmp_path / "killed.py"
     script.write_text(KILLED_CHILD)
-    package_root = str(Path(tattletail.__file__).resolve().parents[1])
-    env = {
-        **os.environ,
-        **base_env(world.config_path),
-        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-    }
+    env = child_env(world)
     child = subprocess.run(
         [sys.executable, str(script), json.dumps(s3_event(BUCKET, key))],
         env=env,

@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,20 +295,7 @@ def test_concurrent_retried_invocations_deliver_each_alert_exactly_once(
     receiver, settle_failures = asyncio.run(run_scenario(scenario))
     bursts, kinds, once = expected_windows(scenario["records"])
 
-    got: dict[str, set[Any]] = defaultdict(set)
-    chains = []
-    for alert in receiver.alerts.values():
-        assert alert.aggregate is not None
-        info = alert.aggregate.info
-        if alert.rule_name == "Burst":
-            got["Burst"].add((info["group"], _epoch(info["window_start"])))
-            assert info["count"] == COUNT
-        elif alert.rule_name == "Kinds":
-            got["Kinds"].add((info["group"][0], _epoch(info["window_start"])))
-        elif alert.rule_name == "Once":
-            got["Once"].add((info["key"], _epoch(info["period_start"])))
-        else:
-            chains.append(info["steps"])
+    got, chains = alerted_windows(receiver.alerts.values())
     assert got["Burst"] == bursts
     assert got["Kinds"] == kinds
     assert got["Once"] == once
@@ -323,24 +310,49 @@ def test_concurrent_retried_invocations_deliver_each_alert_exactly_once(
     assert not duplicated or settle_failures > 0
 
 
+def alerted_windows(alerts: Iterable[Alert]) -> tuple[dict[str, set[Any]], list[Any]]:
+    """What alerted, in the reference model's terms; and the sequences' chains."""
+    got: dict[str, set[Any]] = defaultdict(set)
+    chains = []
+    for alert in alerts:
+        assert alert.aggregate is not None
+        info = alert.aggregate.info
+        if alert.rule_name == "Burst":
+            got["Burst"].add((info["group"], _epoch(info["window_start"])))
+            assert info["count"] == COUNT
+        elif alert.rule_name == "Kinds":
+            got["Kinds"].add((info["group"][0], _epoch(info["window_start"])))
+        elif alert.rule_name == "Once":
+            got["Once"].add((info["key"], _epoch(info["period_start"])))
+        else:
+            chains.append(info["steps"])
+    return got, chains
+
+
+def random_records(seed: int, count: int, span: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    records = []
+    for n in range(count):
+        t = T0 + rng.randint(0, span)
+        records.append(
+            {
+                "eventID": f"e{n}",
+                "t": t,
+                "eventTime": iso(t),
+                "g": rng.choice("ab"),
+                "kind": rng.choice(KINDS),
+            }
+        )
+    return records
+
+
 def _epoch(text: str) -> int:
     return int(time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
 
 
 def test_a_scan_gives_the_same_alerts_whatever_the_order_of_its_files() -> None:
     """Locally, items are applied once, in event-time order: file order does not matter."""
-    rng = random.Random(7)
-    records = [
-        {
-            "eventID": f"e{n}",
-            "t": T0 + rng.randint(0, 1800),
-            "g": rng.choice("ab"),
-            "kind": rng.choice(KINDS),
-        }
-        for n in range(80)
-    ]
-    for record in records:
-        record["eventTime"] = iso(record["t"])
+    records = random_records(7, 80, 1800)
     files = [records[n::5] for n in range(5)]
 
     async def scan(order: list[int]) -> list[tuple[str, str]]:
@@ -368,18 +380,7 @@ def test_a_long_scan_keeps_a_bounded_buffer_and_the_same_windows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(stage_module, "LOCAL_BUFFER", 8)
-    rng = random.Random(3)
-    records = [
-        {
-            "eventID": f"e{n}",
-            "t": T0 + rng.randint(0, 3600),
-            "g": rng.choice("ab"),
-            "kind": rng.choice(KINDS),
-        }
-        for n in range(300)
-    ]
-    for record in records:
-        record["eventTime"] = iso(record["t"])
+    records = random_records(3, 300, 3600)
     records.sort(key=lambda record: record["t"])  # files come roughly in time order
 
     async def scan() -> list[Alert]:
@@ -399,14 +400,5 @@ def test_a_long_scan_keeps_a_bounded_buffer_and_the_same_windows(
 
     printed = asyncio.run(scan())
     bursts, kinds, once = expected_windows(records)
-    got = defaultdict(set)
-    for alert in printed:
-        assert alert.aggregate is not None
-        info = alert.aggregate.info
-        if alert.rule_name == "Burst":
-            got["Burst"].add((info["group"], _epoch(info["window_start"])))
-        elif alert.rule_name == "Kinds":
-            got["Kinds"].add((info["group"][0], _epoch(info["window_start"])))
-        elif alert.rule_name == "Once":
-            got["Once"].add((info["key"], _epoch(info["period_start"])))
+    got, _ = alerted_windows(printed)
     assert (got["Burst"], got["Kinds"], got["Once"]) == (bursts, kinds, once)
