@@ -18,6 +18,7 @@ import orjson
 
 _INDENT = orjson.OPT_INDENT_2
 _SORT_KEYS = orjson.OPT_SORT_KEYS
+_NON_STR_KEYS = orjson.OPT_NON_STR_KEYS
 
 
 class JSONText:
@@ -51,8 +52,9 @@ def json_default(value: Any) -> Any:
 def dumps(
     value: Any, option: int = 0, default: Callable[[Any], Any] | None = json_default
 ) -> bytes:
-    """`value` as JSON (orjson's OPT_INDENT_2 and OPT_SORT_KEYS honoured); TypeError only for
-    a value that is not JSON at all (and that `default` does not turn into JSON)."""
+    """`value` as JSON (orjson's OPT_INDENT_2, OPT_SORT_KEYS and OPT_NON_STR_KEYS honoured);
+    TypeError only for a value that is not JSON at all (and that `default` does not turn
+    into JSON)."""
     try:
         return orjson.dumps(value, default=default, option=option)
     except TypeError:  # orjson.JSONEncodeError included
@@ -65,6 +67,7 @@ class _Writer:
     def __init__(self, option: int, default: Callable[[Any], Any] | None) -> None:
         self._indent = bool(option & _INDENT)
         self._sort_keys = bool(option & _SORT_KEYS)
+        self._non_str_keys = bool(option & _NON_STR_KEYS)
         self._default = default
 
     def write(self, value: Any) -> bytes:
@@ -95,9 +98,11 @@ class _Writer:
             parts.append(b"{}")
             return
         items = list(value.items())
-        for key, _ in items:
-            if not isinstance(key, str):
+        if any(not isinstance(key, str) for key, _ in items):
+            if not self._non_str_keys:
                 raise TypeError("Dict key must be str")
+            # As orjson writes such a key: its JSON text, as a string.
+            items = [(_key_text(key), item) for key, item in items]
         if self._sort_keys:
             items.sort(key=lambda item: item[0])
         inner = self._newline(depth + 1) if self._indent else b""
@@ -139,6 +144,12 @@ class _Writer:
                 raise
             work.append((replaced, depth))
             return b""
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    return orjson.dumps(key).decode().strip('"')
 
 
 def _string(text: str) -> bytes:

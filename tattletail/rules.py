@@ -78,6 +78,11 @@ class RuleSource:
     enabled: bool = True
     title: str | None = None
     suppressions: tuple[Suppression, ...] = ()
+    # Matches feed a rule with memory (tattletail.state): each carries its eventTime and the
+    # first outputs of `keys` (group_by, field, key: jq expressions), evaluated here, in the
+    # worker, so the main process runs no jq.
+    stateful: bool = False
+    keys: tuple[str, ...] = ()
 
 
 def interpret(first_output: Any, record: dict[str, Any]) -> tuple[bool, Any]:
@@ -125,6 +130,14 @@ def libjq_first_output(program: Any, record_text: str) -> Any:
 
 
 @dataclass(frozen=True)
+class KeyFailure:
+    """A state key whose expression raised on the record (the error is counted and sampled
+    as the rule's): the rules with memory that need it leave the match out."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Match:
     rule_index: int
     # A dict where the rules ran; a RecordJSON once it has crossed to the main process.
@@ -132,6 +145,10 @@ class Match:
     annotation: Any
     # The first output of the rule's `title` expression, when it is a string.
     title: str | None = None
+    # For a stateful source (RuleSource.stateful): the first output of each of its `keys`
+    # (None for no output, a KeyFailure for an error), and the record's eventTime.
+    keys: tuple[Any, ...] = ()
+    event_time: str | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Matches cross from a worker to the main process as JSON text: orjson writes a record
@@ -141,7 +158,8 @@ class Match:
         record = self.record
         if not isinstance(record, RecordJSON):
             record = record_json(record)
-        return (Match, (self.rule_index, record, self.annotation, self.title))
+        fields = (self.rule_index, record, self.annotation, self.title, self.keys, self.event_time)
+        return (Match, fields)
 
 
 def record_json(record: Mapping[str, Any], text: bytes | memoryview | None = None) -> RecordJSON:
@@ -403,6 +421,8 @@ class CompiledRule:
         self.suppressions = tuple(
             (s, _Program(s.match, validated=validated)) for s in source.suppressions
         )
+        self.stateful = source.stateful
+        self.keys = tuple((key, _Program(key, validated=validated)) for key in source.keys)
 
 
 class Originals:
@@ -741,7 +761,41 @@ def _record_match(
             _count_error(rule, record, f"title: {exc}", result)
         else:
             title = output if isinstance(output, str) else None
-    result.matches.append(Match(rule.index, record, annotation, title))
+    if not rule.stateful:
+        result.matches.append(Match(rule.index, record, annotation, title))
+        return
+    keys = tuple(
+        _key_value(rule, source, program, record, text, result) for source, program in rule.keys
+    )
+    event_time = record.get("eventTime")
+    result.matches.append(
+        Match(
+            rule.index,
+            record,
+            annotation,
+            title,
+            keys,
+            event_time if isinstance(event_time, str) else None,
+        )
+    )
+
+
+def _key_value(
+    rule: CompiledRule,
+    source: str,
+    program: _Program,
+    record: dict[str, Any],
+    text: _LazyText,
+    result: Evaluation,
+) -> Any:
+    """A state key's first output on a matched record: None for no output, a KeyFailure
+    (counted as the rule's error) when it raises."""
+    try:
+        output = program.first_output(record, text)
+    except RuleRuntimeError as exc:
+        _count_error(rule, record, f"state key {source}: {exc}", result)
+        return KeyFailure(str(exc))
+    return None if output is NO_OUTPUT else output
 
 
 def _suppressed(

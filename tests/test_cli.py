@@ -465,3 +465,43 @@ def test_scan_writes_integers_beyond_64_bits_in_a_rule_output_as_libjq_does(
         # libjq's own output for the record, as the jq package writes it.
         expected = jq.compile(program).input_text(json.dumps(record)).text()
         assert f'"match":{expected.replace(" ", "")}' in printed[name]
+
+
+def test_scan_with_a_rule_with_memory_keeps_values_orjson_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The state of rules with memory holds their outputs: nesting past 255 levels and
+    # integers beyond 64 bits are written as everywhere else (issue 10, defects 1 and 2).
+    deep = json.loads("[" * 300 + "]" * 300)
+    records = [
+        {
+            "eventVersion": "1.08",
+            "eventName": "CreateUser",
+            "eventID": f"e{n}",
+            "eventTime": f"2023-07-10T12:00:0{n}Z",
+            "deep": deep,
+        }
+        for n in range(3)
+    ]
+    path = tmp_path / "burst.json"
+    path.write_text(json.dumps({"Records": records}))
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        """
+[[rule]]
+name = "Burst"
+jq_match = 'select(.eventName == "CreateUser") | {deep, n: 100000000000000000000}'
+threshold = { count = 2, window = "600s", group_by = "[.eventName, 100000000000000000000]" }
+description = "d"
+destinations = ["out"]
+
+[[destination]]
+id = "out"
+type = "stdout"
+"""
+    )
+
+    alerts = _scan_lines(["scan", "--dry-run", "--config", str(rules), str(path)], capsys)
+
+    assert [alert["name"] for alert in alerts] == ["Burst"]
+    assert "100000000000000000000" in json.dumps(alerts[0])

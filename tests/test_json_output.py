@@ -95,3 +95,12 @@ def test_what_is_not_json_is_still_a_type_error() -> None:
     assert dumps({"x": object, "n": 2**70}, default=str) == b'{"x":"<class \'object\'>","n":' + (
         str(2**70).encode() + b"}"
     )
+
+
+def test_keys_that_are_not_strings_are_written_as_orjson_writes_them_when_asked() -> None:
+    value = {7: [1], True: "t", None: 3, 1.5: {"x": 2}, "s": 0}
+    for option in (orjson.OPT_NON_STR_KEYS, orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS):
+        assert _Writer(option, None).write(value) == orjson.dumps(value, option=option)
+    # Where orjson gives up (a big integer), the same keys still are.
+    written = dumps({1: 2**70, None: nested(300)}, orjson.OPT_NON_STR_KEYS)
+    assert written.startswith(b'{"1":' + str(2**70).encode() + b',"null":')
