@@ -33,10 +33,12 @@ exception, for speed: an output that *is* the input record (``select(...)`` rule
 as the record object itself.  The binding would return an equal copy, except that it rounds
 integers beyond 2**53 through a double.
 
-The record handed to :meth:`~NativeProgram.first_output` must be what orjson decoded from the
-text libjq is given (``dict``/``list``/``str``/``int``/``float``/``bool``/``None``).  Integers are
-assumed to be written canonically in that text (orjson re-serialisation does; ``-0`` written in
-the original would interpolate as ``"-0"`` in jq and as ``"0"`` here).
+The record handed to :meth:`~NativeProgram.first_output` must be what orjson (or, where orjson
+refuses, ``tattletail.json_input``) decoded from the text libjq is given, the file's own text
+(``dict``/``list``/``str``/``int``/``float``/``bool``/``None``).  That text may write a number
+otherwise than its value says (``-0``, ``1.00``, ``1e400``): jq prints and compares the literal,
+so the fast path never prints a float or a 0, never compares floats, and defers the largest
+double (1e400 and Infinity read as it) to libjq.
 
 Prefilter
 ---------
@@ -65,11 +67,11 @@ record itself (``select(...)`` programs).  The contract: for two records on whic
 included) is the same -- except that, when ``identity_output``, each record's output is that
 record itself.  ``memo_key`` is the reference for "equal values at ``reads``": it walks each path
 as jq does (through objects and nulls; a missing key and null read the same in every use the
-analysis allows), keeps JSON types apart (``true``, ``1`` and ``1.0`` differ; ``-0.0`` and
-``0.0`` too), records where the walk stops at a non-object (jq raises an error there), and is
-None (do not memoise) when a value read is an array or object.  A plain ``.get`` chain is *not*
-enough: ``{"userIdentity": "x"}`` and ``{}`` give null for ``.userIdentity.type`` that way,
-but jq raises an error on the first.
+analysis allows), keeps JSON types apart (``true`` and ``1`` differ), records where the walk
+stops at a non-object (jq raises an error there), and is None (do not memoise) when a value read
+is an array, an object, a float or 0 (equal values, maybe different literals: see above).  A
+plain ``.get`` chain is *not* enough: ``{"userIdentity": "x"}`` and ``{}`` give null for
+``.userIdentity.type`` that way, but jq raises an error on the first.
 
 Gate
 ----
@@ -107,6 +109,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -1134,7 +1137,9 @@ def equal_to_record(output: Any, record: Any) -> bool | None:
     while pending:
         a, b = pending.pop()
         kind = a.__class__
-        if kind is str or kind is bool or a is None:
+        if a is None and b.__class__ is float and b != b:
+            unsure = True  # the binding shows NaN as null; jq may find it equal (the same value)
+        elif kind is str or kind is bool or a is None:
             if a is not b and (kind is not b.__class__ or a != b):
                 return False
         elif kind is dict:
@@ -1204,15 +1209,28 @@ def _format(v: Any) -> str:
         return "null"
     if t is bool:
         return "true" if v else "false"
-    if t is int and -_EXACT <= v <= _EXACT:
+    if t is int and -_EXACT <= v <= _EXACT and v:
         return str(v)
-    raise Fallback  # floats (literal-preserving formatting), containers (jq's own tojson)
+    # Floats (jq prints the literal it read), containers (jq's own tojson), and 0: the record's
+    # text may say -0, which jq prints as written and orjson reads as 0.
+    raise Fallback
+
+
+_LARGEST_DOUBLE: Final = sys.float_info.max
 
 
 def _binding_value(v: Any) -> Any:
-    """``v`` as the jq binding returns it: numbers go through a double, integral ones to int."""
+    """``v`` as the jq binding returns it: numbers go through a double, integral ones to int,
+    NaN to null."""
     t = v.__class__
     if t is float:
+        if v != v:
+            return None
+        if abs(v) >= _LARGEST_DOUBLE:
+            # Read from 1e400 or Infinity (jq: infinite, the binding: the largest double, a
+            # float) or from that double written out (jq and the binding: an integer): which
+            # one, the value does not say.
+            raise Fallback
         return int(v) if v.is_integer() else v
     if t is int:
         return v if -_EXACT <= v <= _EXACT else int(float(v))
@@ -3269,10 +3287,10 @@ def _value_key(v: Any) -> Any:
     t = v.__class__
     if t is str or v is None or t is bool:
         return v  # these three never compare equal to one another, nor to a tagged number
-    if t is int:
+    if t is int and v:
         return (t, v)  # 1 == 1.0 == True in Python, never in jq
-    if t is float:
-        return (t, repr(v))  # -0.0 prints differently from 0.0
+    # libjq reads the record's own text, where equal doubles may be different literals (1.0,
+    # 1.00, 1.000000000000000000001; 0 and -0) that jq prints and compares apart.
     raise _Unkeyable
 
 

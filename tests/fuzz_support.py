@@ -52,6 +52,15 @@ def as_binding(value: Any) -> Any:
     return {k: as_binding(v) for k, v in value.items()}
 
 
+def typed(value: Any) -> Any:
+    """A value with its Python types kept apart (True == 1 == 1.0 in Python), any size."""
+    if isinstance(value, list):
+        return ("list", tuple(typed(item) for item in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((key, typed(item)) for key, item in value.items())))
+    return (type(value).__name__, repr(value))
+
+
 class JqError:
     """libjq raised an error (its message kept for the reader of a failure)."""
 

@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tattletail import config
+from tattletail import config, json_input
 from tattletail.rules import Match, RuleSet, RuleSource
 from tests.conftest import REPO, SHARED_DATA, real_records
-from tests.fuzz_support import libjq_verdicts
+from tests.fuzz_support import libjq_verdicts, typed
 
 RULE_FILES = [
     REPO / "config" / "tattletail.toml",
@@ -53,11 +53,6 @@ def libjq_truth(sources: list[RuleSource], records: list[dict[str, Any]]) -> tup
 def engine_result(matches: list[Match], records: list[dict[str, Any]]) -> list[tuple]:
     position = {id(record): n for n, record in enumerate(records)}
     return [(position[id(m.record)], m.rule_index, m.annotation) for m in matches]
-
-
-def typed(value: Any) -> Any:
-    """A JSON value with bool and number kept apart (True == 1 in Python, not in jq)."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 @pytest.mark.parametrize("rules_file", RULE_FILES, ids=lambda p: p.name)
@@ -123,3 +118,31 @@ def test_an_output_is_the_record_as_jq_compares_them(
     (match,) = RuleSet([RuleSource("rule", program)]).evaluate([record]).matches
     assert typed(match.annotation) == typed(verdict.annotation)
     assert (match.annotation is None) is is_the_record
+
+
+# Found by tests/test_native_fuzz.py once libjq read each record's own text, as workers give it:
+# numbers written otherwise than their value says, which jq prints and compares as written.
+WRITTEN_NUMBERS = [
+    ('"\\(.n)"', ['{"n": -0}', '{"n": 0}', '{"n": -0}']),
+    ('[.n, 1] | join(",")', ['{"n": -0}', '{"n": 0}']),
+    (".n | tojson", ['{"n": 1.0}', '{"n": 1.00}', '{"n": 1}', '{"n": 1.0}']),
+    (".n == 1", ['{"n": 1.000000000000000000001}', '{"n": 1}', '{"n": 1.0}']),
+    ("{n}", ['{"n": NaN}', '{"n": 1e400}', '{"n": 1.7976931348623157e308}', '{"n": -Infinity}']),
+    (".n | length", ['{"n": NaN}', '{"n": -1e400}', '{"n": 1e400}']),
+    ('select(.e == "x") | del(.none)', ['{"e": "x", "n": NaN}', '{"e": "x", "n": 1}']),
+    ('select(.e == "x")', ['{"e": "x", "n": NaN}']),
+    ('label $out | select(.e == "x")', ['{"e": "x", "n": NaN}']),  # libjq's, through the binding
+]
+
+
+@pytest.mark.parametrize(("program", "texts"), WRITTEN_NUMBERS)
+def test_numbers_as_the_file_writes_them(program: str, texts: list[str]) -> None:
+    records = [json_input.loads(text.encode()) for text in texts]
+    evaluation = RuleSet([RuleSource("rule", program)]).evaluate(
+        records, texts=[text.encode() for text in texts]
+    )
+    got = {id(match.record): typed(match.annotation) for match in evaluation.matches}
+    for record, verdict in zip(records, libjq_verdicts(program, texts), strict=True):
+        assert not verdict.raised
+        want = typed(verdict.annotation) if verdict.matched else None
+        assert got.get(id(record)) == want, (program, record)

@@ -1324,7 +1324,9 @@ def test_reads_of_common_shapes(rule: str, reads: Any, identity_output: bool) ->
 
 def test_memo_key_tells_apart_what_jq_tells_apart() -> None:
     key = native(".a.b == 1").memo_key
-    assert len({key({"a": {"b": v}}) for v in (1, True, 1.0, "1", 0.0, -0.0, None)}) == 7
+    assert len({key({"a": {"b": v}}) for v in (1, True, "1", None, 2)}) == 5
+    # A float or 0 may be one of several literals libjq reads apart (1.0, 1.00; 0, -0).
+    assert all(key({"a": {"b": v}}) is None for v in (1.0, 0.0, -0.0, 0, float("nan")))
     # a missing key and null read the same, on the way and at the end...
     assert key({}) == key({"a": None}) == key({"a": {}}) == key({"a": {"b": None}})
     # ...but not a string on the way, where jq raises an error
@@ -1481,8 +1483,8 @@ def test_records_agreeing_on_reads_get_the_same_result(
 
 def test_programs_with_bindings_are_safe_to_share_between_threads() -> None:
     program = native('.a as $x | .b as $y | [$x, $y, ($x | tostring) + "-" + ($y | tostring)]')
-    records = [{"a": i, "b": -i} for i in range(200)]
-    expected = [[i, -i, f"{i}--{i}" if i else "0-0"] for i in range(200)]
+    records = [{"a": i, "b": -i} for i in range(1, 201)]
+    expected = [[i, -i, f"{i}--{i}"] for i in range(1, 201)]
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:

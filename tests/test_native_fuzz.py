@@ -30,11 +30,18 @@ import jq
 import orjson
 import pytest
 
-from tattletail import config, rules
+from tattletail import config, json_input, rules
 from tattletail.native import NO_OUTPUT, Fallback, _JqRuntimeError, compile_native
 from tattletail.rules import RuleSet, RuleSource
 from tests.conftest import REPO
-from tests.fuzz_support import Verdict, as_binding, fuzz_scale, fuzz_seed, libjq_verdicts
+from tests.fuzz_support import (
+    Verdict,
+    as_binding,
+    fuzz_scale,
+    fuzz_seed,
+    libjq_verdicts,
+    typed,
+)
 from tests.test_native_regex_fuzz import PatternGenerator
 
 # --- values
@@ -182,8 +189,38 @@ POLICIES = [
 KEYS = ["a", "b", "type", "Statement", "Effect", "key.with.dots", "key with spaces", "0", ""]
 
 
+class Raw:
+    """A number written as the file writes it, where a Python value cannot say how: what the
+    engine and libjq read from it is up to their readers."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+# Read alike by libjq and Tattletail's reader (tattletail.json_input), written otherwise than
+# orjson would write what it reads.
+RAW_NUMBERS = [
+    "-0",
+    "-0.0e0",
+    "0.10",
+    "1E2",
+    "1.000000000000000000001",
+    "100000000000000000001",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+]
+
+
 def adversarial_value(rng: random.Random, depth: int = 0) -> Any:
     roll = rng.random()
+    if roll < 0.04:
+        return Raw(rng.choice(RAW_NUMBERS))
     if roll < 0.22:
         return rng.choice(WORDS + EVENT_NAMES)
     if roll < 0.34:
@@ -215,9 +252,35 @@ def adversarial_value(rng: random.Random, depth: int = 0) -> Any:
     }
 
 
+def file_text(rng: random.Random, value: Any) -> str:
+    """A record as a file may write it: integers as `-0`, floats in other spellings, escapes,
+    whitespace, a key written twice (the last one counts, in libjq as in orjson)."""
+    if isinstance(value, Raw):
+        return value.text
+    if value is None or isinstance(value, bool):
+        return orjson.dumps(value).decode()
+    if isinstance(value, int):
+        return "-0" if value == 0 and rng.random() < 0.4 else str(value)
+    if isinstance(value, float):
+        text = orjson.dumps(value).decode()
+        if value.is_integer() and abs(value) < 1e15 and rng.random() < 0.3:
+            return rng.choice([f"{int(value)}.00", f"{value:E}", f"{int(value)}e0"])
+        return text
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=rng.random() < 0.3)
+    space = rng.choice(["", "", " ", "\n  "])
+    if isinstance(value, list):
+        return "[" + f",{space}".join(file_text(rng, item) for item in value) + "]"
+    entries = [f"{json.dumps(key)}:{space}{file_text(rng, item)}" for key, item in value.items()]
+    if entries and rng.random() < 0.05:
+        shadowed = rng.choice(["1", '"x"', "null"])
+        entries.insert(0, f"{json.dumps(next(iter(value)))}: {shadowed}")
+    return "{" + f",{space}".join(entries) + "}"
+
+
 def json_text(rng: random.Random) -> str:
     """Text for `fromjson`: a value written as JSON, sometimes broken or padded."""
-    text = orjson.dumps(adversarial_value(rng, 1)).decode()
+    text = file_text(rng, adversarial_value(rng, 1))
     roll = rng.random()
     if roll < 0.1 and text:
         cut = rng.randrange(len(text))
@@ -628,15 +691,6 @@ def generate_programs(rng: random.Random, count: int) -> list[str]:
 # --- comparing
 
 
-def typed(value: Any) -> Any:
-    """A value with its Python types kept apart (True == 1 == 1.0 in Python), any size."""
-    if isinstance(value, list):
-        return ("list", tuple(typed(item) for item in value))
-    if isinstance(value, dict):
-        return ("dict", tuple(sorted((key, typed(item)) for key, item in value.items())))
-    return (type(value).__name__, repr(value))
-
-
 def native_problems(program: str, records: list[Any], verdicts: list[Verdict]) -> Iterator[str]:
     """The native evaluator on its own: libjq's first output, or libjq's error, or unsure."""
     compiled = compile_native(program)
@@ -666,12 +720,11 @@ def native_problems(program: str, records: list[Any], verdicts: list[Verdict]) -
 
 
 def engine_problems(
-    programs: list[str], records: list[Any], verdicts: list[list[Verdict]]
+    programs: list[str], records: list[Any], texts: list[str], verdicts: list[list[Verdict]]
 ) -> Iterator[str]:
     """The engine (one rule set of all the programs) against libjq, record by record."""
-    evaluation = RuleSet([RuleSource(f"rule{n}", p) for n, p in enumerate(programs)]).evaluate(
-        records
-    )
+    rule_set = RuleSet([RuleSource(f"rule{n}", p) for n, p in enumerate(programs)])
+    evaluation = rule_set.evaluate(records, texts=[text.encode() for text in texts])
     position = {id(record): n for n, record in enumerate(records)}
     got: dict[tuple[int, int], tuple[str, Any]] = {}
     for match in evaluation.matches:
@@ -698,19 +751,23 @@ def engine_problems(
             yield f"{program!r} on {records[n]['eventID']}: engine {have!r:.300}, libjq {verdict}"
 
 
+def hostile_file(rng: random.Random, count: int) -> tuple[list[str], list[Any]]:
+    """Records as a file writes them, and as the engine reads them (libjq reads the texts)."""
+    texts = [file_text(rng, hostile_record(rng, n)) for n in range(count)]
+    return texts, [json_input.loads(text.encode()) for text in texts]
+
+
 def differences(seed: int, programs_count: int, records_count: int) -> list[str]:
     rng = random.Random(seed)
     programs = generate_programs(rng, programs_count)
-    # What the engine sees: records as orjson reads the text libjq is given.
-    texts = [orjson.dumps(hostile_record(rng, n)).decode() for n in range(records_count)]
-    records = [orjson.loads(text) for text in texts]
+    texts, records = hostile_file(rng, records_count)
     problems: list[str] = []
     for start in range(0, len(programs), RULES_PER_SET):
         batch = programs[start : start + RULES_PER_SET]
         verdicts = [libjq_verdicts(program, texts) for program in batch]
         for program, program_verdicts in zip(batch, verdicts, strict=True):
             problems.extend(native_problems(program, records, program_verdicts))
-        problems.extend(engine_problems(batch, records, verdicts))
+        problems.extend(engine_problems(batch, records, texts, verdicts))
     return problems
 
 
@@ -742,13 +799,12 @@ def test_real_rules_equal_libjq_on_hostile_records() -> None:
     # A sequence rule has no jq of its own (its steps' rules match for it).
     rules = [rule for path in RULE_FILES for rule in config.load_file(path).rules]
     sources = [rule.jq_match for rule in rules if rule.jq_match]
-    texts = [orjson.dumps(hostile_record(rng, n)).decode() for n in range(60 * fuzz_scale())]
-    records = [orjson.loads(text) for text in texts]
+    texts, records = hostile_file(rng, 60 * fuzz_scale())
     problems: list[str] = []
     for start in range(0, len(sources), 25):
         batch = sources[start : start + 25]
         verdicts = [libjq_verdicts(source, texts) for source in batch]
         for source, source_verdicts in zip(batch, verdicts, strict=True):
             problems.extend(native_problems(source, records, source_verdicts))
-        problems.extend(engine_problems(batch, records, verdicts))
+        problems.extend(engine_problems(batch, records, texts, verdicts))
     assert not problems, f"seed {seed}: {len(problems)} differences, e.g. {problems[:8]}"
