@@ -735,7 +735,9 @@ def engine_problems(
         for n, verdict in enumerate(verdicts[rule_index]):
             want: tuple[str, Any] | None = None
             if verdict.raised:
-                want = ("error", None)
+                # The message as the engine logs it (the binding's text of a string error).
+                message = verdict.error if isinstance(verdict.error, str) else None
+                want = ("error", message and " ".join(message.split()))
             elif verdict.matched:
                 want = ("match", verdict.annotation)
             have = got.get((n, rule_index))
@@ -745,7 +747,7 @@ def engine_problems(
                 have is not None
                 and want is not None
                 and have[0] == want[0]
-                and (want[0] == "error" or typed(have[1]) == typed(want[1]))
+                and (typed(have[1]) == typed(want[1]) or (want[0] == "error" and want[1] is None))
             ):
                 continue
             yield f"{program!r} on {records[n]['eventID']}: engine {have!r:.300}, libjq {verdict}"
