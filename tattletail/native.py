@@ -1486,6 +1486,56 @@ def _holds_anchor(node: _RNode) -> bool:
     return False
 
 
+# Anchors that hold at some positions of a line and not at its start.
+_POSITIONAL_ANCHORS: Final = frozenset([r"\b", _NOT_A_WORD_BOUNDARY, "$"])
+
+
+def _head_skips_start_positions(node: _RNode, asserted: bool) -> tuple[bool, bool]:
+    """(skips, zero-width): whether Oniguruma's search misses matches of the pattern.
+
+    A pattern that begins (after anything of zero width) with a greedy unbounded repeat of
+    `.` is tried only at the start of each line: a match that starts later in a line would
+    start at the line's start as well, the repeat taking the difference.  Not when what comes
+    first is an anchor that holds later in a line but not at its start: `\b.+'` does not
+    match " T/a''" in jq (its \b holds before T only), as it does in Python.
+    """
+    match node:
+        case _RAnchor():
+            return False, True
+        case _RAtom():
+            return False, False
+        case _RGroup(body, _):
+            return _head_skips_start_positions(body, asserted)
+        case _RRepeat(body, _, high, quantifier):
+            if high == 0:
+                return False, True
+            dot = body == _RAtom(".") or body == _RGroup(_RAtom("."), capturing=False)
+            greedy = not quantifier.endswith("?")
+            return asserted and dot and high is None and greedy, False
+        case _RAlt(branches):
+            results = [_head_skips_start_positions(b, asserted) for b in branches]
+            return any(r[0] for r in results), all(r[1] for r in results)
+        case _RSeq(items):
+            for item in items:
+                skips, zero_width = _head_skips_start_positions(item, asserted)
+                if skips or not zero_width:
+                    return skips, False
+                asserted = asserted or _holds_positional_anchor(item)
+            return False, True
+    raise AssertionError(node)
+
+
+def _holds_positional_anchor(node: _RNode) -> bool:
+    match node:
+        case _RAnchor(python):
+            return python in _POSITIONAL_ANCHORS
+        case _RSeq(items) | _RAlt(items):
+            return any(_holds_positional_anchor(item) for item in items)
+        case _RGroup(body, _) | _RRepeat(body, _, _, _):
+            return _holds_positional_anchor(body)
+    return False
+
+
 def _nullable(node: _RNode) -> bool:
     """Whether it can match the empty string."""
     match node:
@@ -1725,6 +1775,8 @@ def _compile_regex(pattern: str, flags: str) -> _Regex | None:
     try:
         tree = parser.parse()
     except _Unsupported:
+        return None
+    if _head_skips_start_positions(tree, False)[0]:
         return None
     longest = _longest_input(tree)
     if longest == -1:
