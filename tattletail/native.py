@@ -1496,8 +1496,8 @@ def _head_skips_start_positions(node: _RNode, asserted: bool) -> tuple[bool, boo
     A pattern that begins (after anything of zero width) with a greedy unbounded repeat of
     `.` is tried only at the start of each line: a match that starts later in a line would
     start at the line's start as well, the repeat taking the difference.  Not when what comes
-    first is an anchor that holds later in a line but not at its start: `\b.+'` does not
-    match " T/a''" in jq (its \b holds before T only), as it does in Python.
+    first is an anchor that holds later in a line but not at its start: `\\b.+'` does not
+    match " T/a''" in jq (its \\b holds before T only), as it does in Python.
     """
     match node:
         case _RAnchor():
