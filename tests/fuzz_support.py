@@ -11,8 +11,10 @@ amount in CI. Two environment variables make a longer run:
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import sys
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -40,10 +42,15 @@ def jq_program(source: str) -> Any:
 
 
 def as_binding(value: Any) -> Any:
-    """How the jq binding reports a value: numbers through a double, integral ones as int."""
+    """How the jq binding reports a value: numbers through a double, integral ones as int, NaN
+    as null, infinities as the largest double."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, float):
+        if value != value:
+            return None
+        if math.isinf(value):
+            return math.copysign(sys.float_info.max, value)
         return int(value) if value.is_integer() else value
     if isinstance(value, int):
         return value if abs(value) <= 2**53 else int(float(value))
