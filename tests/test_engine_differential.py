@@ -24,8 +24,13 @@ RULE_FILES = [
 
 
 def rule_sources(path: Path) -> list[RuleSource]:
-    # Through the config loader: the pack is split into files joined by `include`.
-    return [RuleSource(rule.name, rule.jq_match) for rule in config.load_file(path).rules]
+    # Through the config loader: the pack is split into files joined by `include`. The converted
+    # Sigma rules (config/rules/sigma/) have their own, batched, check: tests/test_sigma_rules.py.
+    return [
+        RuleSource(rule.name, rule.jq_match)
+        for rule in config.load_file(path).rules
+        if Path(rule.origin).parent.name != "sigma"
+    ]
 
 
 def panther_events() -> list[dict[str, Any]]:

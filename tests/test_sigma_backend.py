@@ -591,7 +591,7 @@ def test_indexed_fields_go_first_in_a_select_of_their_own() -> None:
             "condition": "selection and not filter",
         }
     )
-    gate, rest = program.split(" | select(", 1)
+    gate, rest = program.split("\n| select(", 1)
     assert "eventSource" in gate and "eventName" in gate and "userAgent" not in gate
     assert "userAgent" in rest and "eventName" not in rest
     (rule,) = RuleSet([RuleSource("r", program)]).rules

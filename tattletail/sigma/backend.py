@@ -119,14 +119,42 @@ def necessary_on_index(expr: Expr) -> Expr | None:
 
 
 def gated_program(expr: Expr) -> str:
-    """`select(gate) | select(rest)`: the gate on indexed fields first (see the module doc)."""
+    """`select(gate) | select(rest)`: the gate on indexed fields first (see the module doc),
+    laid out one condition per line."""
     gate = necessary_on_index(expr)
     if gate is None or gate is expr:
-        return f"select({expr.jq})"
+        return _select(expr)
     rest = expr
     if expr.op == "and":
         rest = conjunction([arg for arg in _flatten(expr, "and") if not arg.on_index])
-    return f"select({gate.jq}) | select({rest.jq})"
+    return f"{_select(gate)}\n| {_select(rest)}"
+
+
+def _select(expr: Expr) -> str:
+    if expr.op == "atom":
+        return f"select({expr.jq})"
+    return f"select(\n  {layout(expr, '  ')}\n)"
+
+
+def layout(expr: Expr, indent: str = "") -> str:
+    """The expression's jq over several lines, each operand of and/or on its own line at
+    `indent` (the first continues the current line)."""
+    if expr.op in ("and", "or"):
+        parts = [_operand(arg, indent) for arg in _flatten(expr, expr.op)]
+        return f"\n{indent}{expr.op} ".join(parts)
+    if expr.op == "not":
+        (inner,) = expr.args
+        if inner.op in ("and", "or"):
+            return f"({_operand(inner, indent)} | not)"
+        return f"({layout(inner, indent)} | not)"
+    return expr.jq
+
+
+def _operand(expr: Expr, indent: str) -> str:
+    if expr.op not in ("and", "or"):
+        return layout(expr, indent)
+    inner = indent + "  "
+    return f"(\n{inner}{layout(expr, inner)}\n{indent})"
 
 
 class JqBackend(TextQueryBackend):
@@ -398,22 +426,39 @@ def _pattern(value: Any, fold: bool) -> list[jqtext.Token]:
 
 
 def _text_test(cased: bool, patterns: Sequence[list[jqtext.Token]]) -> str:
-    """A jq boolean on one value: its text matches one of the patterns."""
+    """A jq boolean on one value: its text matches one of the patterns.
+
+    Folded equality tests the length first (`length == 10 and ascii_downcase == "createuser"`):
+    the same answer, and libjq, whose ascii_downcase is slow, is spared it for most values."""
     if [(jqtext.ANY, "")] in patterns:
         return "true"  # `*` matches any text: the field has a value
     plain = [p for p in patterns if all(kind == "lit" for kind, _ in p)]
-    other = [p for p in patterns if p not in plain]
     words = sorted({"".join(c for _, c in p) for p in plain})
+    globs = [jqtext.glob_test(p) for p in patterns if p not in plain]
     tests = []
-    if len(words) == 1 and not other:
-        if cased:
-            return f"({jqtext.text(cased=True)}) == {jqtext.literal(words[0])}"
-        return f"{jqtext.text(cased=False)} == {jqtext.literal(words[0])}"
     if words:
-        tests.append(f"IN({', '.join(jqtext.literal(w) for w in words)})")
-    tests += [jqtext.glob_test(p) for p in other]
-    joined = tests[0] if len(tests) == 1 else f"({jqtext.disjunction(tests)})"
-    return f"{jqtext.text(cased)} | {joined}"
+        listed = ", ".join(jqtext.literal(w) for w in words)
+        if cased:
+            tests.append(f". == {listed}" if len(words) == 1 else f"IN({listed})")
+        else:
+            lengths = sorted({len(w) for w in words})
+            length = (
+                f"length == {lengths[0]}"
+                if len(lengths) == 1
+                else f"(length | {' or '.join(f'. == {n}' for n in lengths)})"
+            )
+            match = (
+                f"ascii_downcase == {listed}"
+                if len(words) == 1
+                else f"(ascii_downcase | IN({listed}))"
+            )
+            tests.append(f"{length} and {match}")
+    if globs:
+        either = globs[0] if len(globs) == 1 else f"({jqtext.disjunction(globs)})"
+        tests.append(either if cased else f"ascii_downcase | {either}")
+    if len(tests) == 1:
+        return f"{jqtext.text(cased=True)} | {tests[0]}"
+    return f"{jqtext.text(cased=True)} | {jqtext.disjunction(tests)}"
 
 
 _INLINE_FLAGS = {SigmaRegularExpressionFlag.MULTILINE: "m", SigmaRegularExpressionFlag.DOTALL: "s"}

@@ -75,7 +75,7 @@ class RuleTable:
         if self.runbook:
             lines.append(f"runbook = {_basic(self.runbook)}")
         lines.append(f"jq_match = {_multiline(self.jq_match)}")
-        lines.append(f"title = {_basic(self.title)}")
+        lines.append(f"title = {_literal(self.title)}")
         text = "\n".join(lines) + "\n"
         return text + ("\n" + self.tests if self.tests else "")
 
@@ -174,7 +174,8 @@ class Converter:
                 tags.append(text)
         runbook = []
         if rule.falsepositives:
-            runbook.append("Sigma false positives: " + "; ".join(map(str, rule.falsepositives)))
+            known = "; ".join(" ".join(str(f).split()).rstrip(".") for f in rule.falsepositives)
+            runbook.append(f"Known false positives (Sigma): {known.rstrip('.')}.")
         if rule.references:
             runbook.append("References: " + " ".join(map(str, rule.references)))
         level = rule.level.name.lower() if rule.level is not None else "medium"
@@ -291,6 +292,14 @@ def _basic(text: str) -> str:
             out.append(c)
     out.append('"')
     return "".join(out)
+
+
+def _literal(text: str) -> str:
+    """A TOML literal string (no escapes: jq's backslashes stay readable) when the text
+    allows one, else a basic string."""
+    if "'" in text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return _basic(text)
+    return f"'{text}'"
 
 
 def _multiline(text: str) -> str:
