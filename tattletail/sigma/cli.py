@@ -20,9 +20,10 @@ class SigmaUsageError(Exception):
     pass
 
 
-def convert(paths: Sequence[str], output: str | None, out: TextIO = sys.stdout) -> int:
+def convert(paths: Sequence[str], output: str | None, out: TextIO | None = None) -> int:
     """Convert the Sigma rules below `paths`; write them to `output` (a .toml file, or a
-    directory for one file per Sigma file), or to `out` without one."""
+    directory for one file per Sigma file), or to `out` (stdout) without one."""
+    out = out or sys.stdout
     conversions = _convert(paths)
     converted = [c for c in conversions if c.table is not None]
     if output is None:
@@ -42,9 +43,10 @@ def convert(paths: Sequence[str], output: str | None, out: TextIO = sys.stdout) 
     return EXIT_UNSUPPORTED if len(converted) < len(conversions) else EXIT_OK
 
 
-def check(paths: Sequence[str], out: TextIO = sys.stdout) -> int:
+def check(paths: Sequence[str], out: TextIO | None = None) -> int:
     """Report per rule: converted, warning (what its author probably did not mean) or
     unsupported (which construct), whether it runs natively, and its index gate."""
+    out = out or sys.stdout
     conversions = _convert(paths)
     for conversion in conversions:
         where = f"{conversion.path.name}: {conversion.title}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaIdentifierError
@@ -114,8 +115,9 @@ class Converter:
     def convert_file(self, path: Path) -> list[Conversion]:
         try:
             collection = SigmaCollection.from_yaml(path.read_text(encoding="utf-8"), True)
-        except (OSError, UnicodeDecodeError, SigmaError) as exc:
-            return [Conversion(path, path.name, "", unsupported=f"cannot read: {exc}")]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, SigmaError) as exc:
+            reason = " ".join(str(exc).split())
+            return [Conversion(path, path.stem, "", unsupported=f"cannot read: {reason}")]
         return [self.convert_rule(path, rule) for rule in collection.rules]
 
     def convert_rule(self, path: Path, rule: Any) -> Conversion:
