@@ -91,8 +91,9 @@ expression, and ``$name``; ``[]``, ``[e]``, ``{}``, ``{k: term, "k": term | term
 ascii_downcase ascii_upcase startswith endswith ltrimstr rtrimstr contains has test split/1
 join tojson fromjson flatten first last first(f) last(f) map IN any all isempty values nulls
 booleans numbers strings arrays objects iterables scalars`` (string/regex arguments must be
-literals, except ``contains(e)`` on strings; ``fromjson`` defers to libjq on any number or on
-text orjson rejects; ``flatten`` on arrays only).  ``test``
+literals, except ``contains(e)``, ``startswith(e)`` and ``endswith(e)`` on strings; ``tojson``
+defers to libjq on a float or an integer beyond 2**53 anywhere in its input; ``fromjson`` defers
+to libjq on any number or on text orjson rejects; ``flatten`` on arrays only).  ``test``
 accepts a conservative regex subset (literals, ``.``, anchors ``^ $ \\A``, groups, alternation,
 classes, ``\\d \\w \\s \\b`` and negations, greedy/lazy quantifiers; flags ``i``, ``g`` and a
 no-op ``x``).  Everything else makes the body unsupported; ``def``, ``reduce``, ``foreach``,
