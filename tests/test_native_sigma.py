@@ -55,7 +55,7 @@ def native_first(program: str, record: Any) -> Any:
         return "<unsure>"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.fixed_dictionaries({"a": VALUES, "b": VALUES}))
 def test_tojson_and_computed_startswith_equal_libjq(record: dict[str, Any]) -> None:
     for program in PROGRAMS:

@@ -61,7 +61,7 @@ def networks_and_addresses(draw: st.DrawFn) -> tuple[object, list[object]]:
     ]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks_and_addresses(), st.integers(0, 1))
 def test_the_regex_matches_exactly_the_networks_addresses(
     case: tuple[object, list[object]], upper: int
@@ -73,7 +73,7 @@ def test_the_regex_matches_exactly_the_networks_addresses(
             assert (pattern.match(text) is not None) == expected(text, network), (network, text)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks_and_addresses())
 def test_jq_reads_the_regex_as_python_does(case: tuple[object, list[object]]) -> None:
     network, addresses = case

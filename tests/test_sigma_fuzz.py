@@ -542,7 +542,7 @@ def to_yaml(selections: dict[str, Any], condition: Any) -> str:
     return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(detections(), st.data())
 def test_converted_rules_match_what_the_sigma_semantics_say(
     detection: tuple[dict[str, Any], Any], data: st.DataObject
