@@ -198,7 +198,7 @@ def test_check_reports_each_rule(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "broken.yml: broken: unsupported: cannot read: " in lines[0]
     assert lines[1] == (
         "count.yml: Count: unsupported: aggregation `count() > 5` (timeframe: 5m): counts over "
-        "many records (stateful rules)"
+        "many records: write it as a rule with memory (threshold)"
     )
     assert lines[2] == "ok.yml: Fine: converted (native, index: eventName)"
     assert lines[3] == "status.yml: Status: warning (native, index: eventName)"

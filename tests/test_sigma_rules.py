@@ -50,7 +50,7 @@ def test_every_sigma_rule_converts_or_names_the_construct_it_needs(
     assert len(unsupported) == 8
     assert unsupported["aws_macic_evasion.yml"] == (
         "aggregation `count() by sourceIPAddress > 5` (timeframe: 10m): counts over many "
-        "records (stateful rules)"
+        "records: write it as a rule with memory (threshold)"
     )
     assert "`near`" in str(unsupported["aws_lambda_function_created_or_invoked.yml"])
     assert str(unsupported["aws_ses_messaging_enabled.yml"]).startswith("timeframe (timeframe: 5m)")
