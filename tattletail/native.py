@@ -2185,19 +2185,25 @@ def _b_endswith(arg: _Node) -> _Code:
     return _string_op(lambda s: s.endswith(suffix), True)
 
 
-def _string_pair_test(arg: _Node, test: Callable[[str, str], bool]) -> _Code:
-    """``startswith(e)``/``endswith(e)`` with ``e`` computed (Sigma's field references compare
-    one field's text with another's): jq 1.8 requires two strings, else raises an error."""
+def _string_pair_test(
+    arg: _Node, test: Callable[[str, str], bool], containers_unsure: bool = False
+) -> _Code:
+    """``startswith(e)``, ``endswith(e)``, ``contains(e)`` with ``e`` computed (Sigma's field
+    references compare one field's text with another's), on strings: jq 1.8 raises an error for
+    anything else, except that ``contains`` of two non-strings is jq's recursive containment,
+    not modelled (``containers_unsure``)."""
     code = _compile(arg)
     if code.kind != _ONE:
-        raise _Unsupported("startswith/endswith of an expression with several outputs")
+        raise _Unsupported("a string test of an expression with several outputs")
     of = code.fn
 
     def pair_test(x: Any) -> bool:
         value = of(x)
         if x.__class__ is str and value.__class__ is str:
             return test(x, value)
-        raise _JqRuntimeError  # "startswith() requires string inputs"
+        if containers_unsure and x.__class__ is not str and value.__class__ is not str:
+            raise Fallback
+        raise _JqRuntimeError  # "... requires string inputs", "cannot have their containment ..."
 
     return _Code(_ONE, pair_test, is_bool=True)
 
@@ -2218,21 +2224,7 @@ def _b_contains(arg: _Node) -> _Code:
     if isinstance(arg, _Const):
         needle = _literal_str(arg)
         return _string_op(lambda s: needle in s, True)
-    code = _compile(arg)
-    if code.kind != _ONE:
-        raise _Unsupported("contains() of an expression with several outputs")
-    of = code.fn
-
-    def contains(x: Any) -> bool:
-        value = of(x)
-        if x.__class__ is str and value.__class__ is str:
-            return value in x
-        if (x.__class__ is str) != (value.__class__ is str):
-            # A string and another kind: "cannot have their containment checked".
-            raise _JqRuntimeError
-        raise Fallback
-
-    return _Code(_ONE, contains, is_bool=True)
+    return _string_pair_test(arg, lambda s, needle: needle in s, containers_unsure=True)
 
 
 def _fromjson(x: Any) -> Any:

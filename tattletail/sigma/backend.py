@@ -239,47 +239,32 @@ class JqBackend(TextQueryBackend):
     ) -> Expr:
         return self._field_test(cond.field, [cond.value])
 
-    def convert_condition_field_eq_val_str_case_sensitive(
-        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
-    ) -> Expr:
-        return self._field_test(cond.field, [cond.value])
-
-    def convert_condition_field_eq_val_num(
-        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
-    ) -> Expr:
-        return self._field_test(cond.field, [cond.value])
-
-    def convert_condition_field_eq_val_bool(
-        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
-    ) -> Expr:
-        return self._field_test(cond.field, [cond.value])
+    # Cased strings, numbers and booleans are patterns too (see _pattern).
+    convert_condition_field_eq_val_str_case_sensitive = convert_condition_field_eq_val_str
+    convert_condition_field_eq_val_num = convert_condition_field_eq_val_str
+    convert_condition_field_eq_val_bool = convert_condition_field_eq_val_str
 
     def _field_test(self, name: str, values: Sequence[Any]) -> Expr:
         """Some value of the field matches one of `values` (strings, numbers, booleans)."""
-        path = split_field(name)
         by_case: dict[bool, list[list[jqtext.Token]]] = {}
         for value in values:
             cased = isinstance(value, SigmaCasedString)
             by_case.setdefault(cased, []).append(_pattern(value, fold=not cased))
         tests = [_text_test(cased, patterns) for cased, patterns in sorted(by_case.items())]
-        condition = tests[0] if len(tests) == 1 else jqtext.disjunction(tests)
-        return Expr(jqtext.any_value(path, condition), field_reads(path))
+        return _some_value(name, tests[0] if len(tests) == 1 else jqtext.disjunction(tests))
 
     def convert_condition_field_eq_val_re(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
     ) -> Expr:
-        path = split_field(cond.field)
-        test = f"{jqtext.text(cased=True)} | {_regex_test(cond.value)}"
-        return Expr(jqtext.any_value(path, test), field_reads(path))
+        return _some_value(cond.field, f"{jqtext.text(cased=True)} | {_regex_test(cond.value)}")
 
     def convert_condition_field_eq_val_cidr(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
     ) -> Expr:
         value = cond.value
         assert isinstance(value, SigmaCIDRExpression)
-        path = split_field(cond.field)
-        test = f"{jqtext.text(cased=True)} | {jqtext.full_match(network_regex(value.network))}"
-        return Expr(jqtext.any_value(path, test), field_reads(path))
+        test = jqtext.full_match(network_regex(value.network))
+        return _some_value(cond.field, f"{jqtext.text(cased=True)} | {test}")
 
     def convert_condition_field_compare_op_val(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -288,9 +273,8 @@ class JqBackend(TextQueryBackend):
         assert isinstance(value, SigmaCompareExpression)
         if isinstance(value.number, SigmaTimestampPart):
             raise _time_modifiers()
-        path = split_field(cond.field)
-        test = f'type == "number" and . {_COMPARE[value.op]} {_number(value.number.number)}'
-        return Expr(jqtext.any_value(path, test), field_reads(path))
+        number = _number(value.number.number)
+        return _some_value(cond.field, f'type == "number" and . {_COMPARE[value.op]} {number}')
 
     def convert_condition_field_eq_field(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -388,6 +372,12 @@ class JqBackend(TextQueryBackend):
             pattern = [*pattern, (jqtext.ANY, "")]
         text = "tojson" if cased else "tojson | ascii_downcase"
         return Expr(f"({text} | {jqtext.glob_test(pattern)})", None)
+
+
+def _some_value(field: str, test: str) -> Expr:
+    """Some value of the field satisfies `test`."""
+    path = split_field(field)
+    return Expr(jqtext.any_value(path, test), field_reads(path))
 
 
 _COMPARE = {

@@ -55,23 +55,25 @@ def key_access(key: str, optional: bool) -> str:
 
 def values_of(path: Sequence[str]) -> str:
     """The field's non-null values, arrays expanded (see the module docstring)."""
-    if not walks_arrays(tuple(path)):
-        walk = key_access(path[0], False) + "".join(key_access(k, True) for k in path[1:])
-        return f"[{walk}] | flatten[] | values"
-    steps = [f"[{key_access(path[0], False)}]"]
-    steps += [f"[{key_access(key, True)}]" for key in path[1:]]
-    return " | flatten[] | ".join(steps) + " | flatten[] | values"
+    walk = _walk(path)
+    return f"{walk if walks_arrays(tuple(path)) else f'[{walk}]'} | flatten[] | values"
 
 
 def parents_of(path: Sequence[str]) -> str:
     """The objects that would hold the field's last key, a jq stream (for `|exists`)."""
-    parent = path[:-1]
-    if not walks_arrays(tuple(path)):
-        walk = key_access(parent[0], False) + "".join(key_access(k, True) for k in parent[1:])
-        return f"{walk} | objects"
-    steps = [f"[{key_access(parent[0], False)}]"]
-    steps += [f"[{key_access(key, True)}]" for key in parent[1:]]
-    return " | flatten[] | ".join(steps) + " | flatten[] | objects"
+    walk = _walk(path[:-1])
+    if walks_arrays(tuple(path)):
+        return f"{walk} | flatten[] | objects"
+    return f"{walk} | objects"
+
+
+def _walk(keys: Sequence[str]) -> str:
+    """`.a.b?.c?` (a missing or non-object value on the way gives nothing), or, where a name
+    walks arrays, `[.a] | flatten[] | [.b?] | flatten[] | [.c?]`."""
+    if not walks_arrays(tuple(keys)):
+        return key_access(keys[0], False) + "".join(key_access(k, True) for k in keys[1:])
+    steps = [f"[{key_access(keys[0], False)}]"] + [f"[{key_access(k, True)}]" for k in keys[1:]]
+    return " | flatten[] | ".join(steps)
 
 
 def exists(path: Sequence[str]) -> str:
