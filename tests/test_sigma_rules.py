@@ -157,10 +157,12 @@ def test_shipped_rules_are_gated_by_the_index() -> None:
     ]
     compiled = RuleSet(sources).rules
     ungated = sorted(rule.name for rule in compiled if rule.key_gate is None)
-    # Both read no indexed field at all: a user agent; an ARN and a source address.
+    # Both read no indexed field at all: a user agent; an ARN and a source address. They are
+    # their own gates, decided once per distinct value of what they read.
     assert ungated == [
         "Malicious Usage Of IMDS Credentials Outside Of AWS Infrastructure",
         "PUA - AWS TruffleHog Execution",
     ]
+    assert all(rule.gate_value is not None for rule in compiled if rule.key_gate is None)
     decided = sum(rule.decided_by_key for rule in compiled)
     assert decided >= 30  # decided by eventSource/eventName/errorCode alone, once per index key
