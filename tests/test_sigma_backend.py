@@ -647,6 +647,7 @@ def test_every_supported_form_compiles_natively() -> None:
         (sel(**{"eventTime|hour": 3}), None, "time modifiers"),
         (sel(eventName__expand="%names%"), None, "placeholder"),
         (sel(eventName="x"), {"product": "windows", "category": "process_creation"}, "not AWS"),
+        (sel(userAgent__re="(?P<tool>curl)"), None, "jq \\(Oniguruma\\) rejects"),
     ],
 )
 def test_unsupported_forms_are_refused_with_their_construct(
@@ -656,3 +657,14 @@ def test_unsupported_forms_are_refused_with_their_construct(
     (rule,) = SigmaCollection.from_yaml(text).rules
     with pytest.raises(SigmaError, match=message):
         JqBackend().jq_program(rule)
+
+
+def test_field_names_of_any_spelling_are_read_as_written() -> None:
+    # Keys that are not jq identifiers, that are jq keywords, or that hold quotes and `\(`.
+    for field, record in [
+        ('requestParameters.a b.c"d\\(x)', {"requestParameters": {"a b": {'c"d\\(x)': "X"}}}),
+        ("requestParameters.if.and", {"requestParameters": {"if": [{"and": "x"}]}}),
+        ("requestParameters.é", {"requestParameters": {"é": "x"}}),
+        ("userIdentity.as", {"userIdentity": {"as": "x"}}),
+    ]:
+        assert verdict(jq_of({"selection": {field: "x"}, "condition": "selection"}), record)

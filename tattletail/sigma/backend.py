@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import jq
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
@@ -460,5 +461,16 @@ def _regex_test(value: Any) -> str:
     inline = "".join(sorted(_INLINE_FLAGS[f] for f in value.flags if f in _INLINE_FLAGS))
     regex = (f"(?{inline})" if inline else "") + str(value.regexp)
     if SigmaRegularExpressionFlag.IGNORECASE in value.flags:
-        return f'test({jqtext.literal(regex)}; "i")'
-    return f"test({jqtext.literal(regex)})"
+        test = f'test({jqtext.literal(regex)}; "i")'
+    else:
+        test = f"test({jqtext.literal(regex)})"
+    # pySigma checks the regex with Python's re; jq compiles it with Oniguruma, on every record,
+    # and one it rejects would be a runtime error on each.
+    try:
+        jq.compile(f'"" | {test}').input_value(None).first()
+    except ValueError as exc:
+        message = " ".join(str(exc).split())
+        raise SigmaFeatureNotSupportedByBackendError(
+            f"regex {str(value.regexp)!r} that jq (Oniguruma) rejects: {message}"
+        ) from None
+    return test
