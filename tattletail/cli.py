@@ -76,6 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
     test = commands.add_parser("test", help="run every [[rule.test]] of a config")
     test.add_argument("--config", help="config file (default: $TATTLETAIL_CONFIG)")
     test.add_argument("--junit", metavar="PATH", help="also write the results as JUnit XML")
+
+    sigma = commands.add_parser("sigma", help="convert Sigma rules to Tattletail rules (pySigma)")
+    sigma_commands = sigma.add_subparsers(dest="sigma_command", required=True, parser_class=_Parser)
+    convert = sigma_commands.add_parser(
+        "convert", help="write [[rule]] tables for Sigma rules (files or directories)"
+    )
+    convert.add_argument("paths", nargs="+", metavar="PATH", help="Sigma .yml file or directory")
+    convert.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="a .toml file, or a directory for one file per Sigma file (default: stdout)",
+    )
+    sigma_check = sigma_commands.add_parser(
+        "check", help="per rule: converted, warning or unsupported (and why), native, index gate"
+    )
+    sigma_check.add_argument(
+        "paths", nargs="+", metavar="PATH", help="Sigma .yml file or directory"
+    )
     return parser
 
 
@@ -93,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args.config or settings.config_file)
         if args.command == "test":
             return _test(args.config or settings.config_file, args.junit)
+        if args.command == "sigma":
+            return _sigma(args)
         # With a terminal on stderr, JSON log lines would break the progress line's redraws.
         show_progress = not verbose
         return asyncio.run(
@@ -105,6 +126,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter closes it at exit
         return EXIT_PARTIAL
+
+
+def _sigma(args: argparse.Namespace) -> int:
+    # pySigma is optional (the Lambda image does not carry it): imported only for this command.
+    from tattletail.sigma import SigmaUnavailable, require_pysigma
+
+    try:
+        require_pysigma()
+        from tattletail.sigma import cli as sigma_cli
+
+        if args.sigma_command == "convert":
+            return sigma_cli.convert(args.paths, args.output)
+        return sigma_cli.check(args.paths)
+    except SigmaUnavailable as exc:
+        return _fail(str(exc))
+    except sigma_cli.SigmaUsageError as exc:
+        return _fail(f"sigma: {exc}")
 
 
 def _fail(message: str) -> int:
