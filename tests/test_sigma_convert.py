@@ -181,7 +181,7 @@ def test_check_reports_each_rule(tmp_path: Path, capsys: pytest.CaptureFixture[s
         {
             "selection": {"eventName": "x"},
             "timeframe": "5m",
-            "condition": "selection | count() > 5",
+            "condition": "selection | count() < 5",
         },
         title="Count",
     )
@@ -197,8 +197,9 @@ def test_check_reports_each_rule(tmp_path: Path, capsys: pytest.CaptureFixture[s
     lines = out.splitlines()
     assert "broken.yml: broken: unsupported: cannot read: " in lines[0]
     assert lines[1] == (
-        "count.yml: Count: unsupported: aggregation `count() > 5` (timeframe: 5m): counts over "
-        "many records: write it as a rule with memory (threshold)"
+        "count.yml: Count: unsupported: aggregation `count() < 5` (timeframe: 5m): condition "
+        "`lt: 5` (fewer than 5 events in a window): known only once the window has closed, and "
+        "nothing runs then (a rule with memory alerts on the record that decides)"
     )
     assert lines[2] == "ok.yml: Fine: converted (native, index: eventName)"
     assert lines[3] == "status.yml: Status: warning (native, index: eventName)"
