@@ -125,9 +125,6 @@ class Converter:
     def convert_paths(self, paths: Sequence[str | Path]) -> list[Conversion]:
         return self.convert_files(sigma_files(paths))
 
-    def convert_file(self, path: Path) -> list[Conversion]:
-        return self.convert_files([path])
-
     def convert_files(self, paths: Sequence[Path]) -> list[Conversion]:
         """Every rule of the files, in file and document order."""
         documents: list[tuple[Path, Rule | Conversion]] = []
