@@ -136,6 +136,7 @@ def test_a_later_conversion_keeps_tests_enabled_and_extra_tags(tmp_path: Path) -
 def test_names_stay_unique_and_odd_rules_still_convert(tmp_path: Path) -> None:
     write_rule(tmp_path, "a", title="Same")
     write_rule(tmp_path, "b", title="Same", id="7f0b9a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b")
+    write_rule(tmp_path, "b2", title="Same", id="7f0b9a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b")
     write_rule(tmp_path, "c", title="Not a UUID", id="my-rule-1")
     write_rule(
         tmp_path,
@@ -155,13 +156,14 @@ def test_names_stay_unique_and_odd_rules_still_convert(tmp_path: Path) -> None:
     assert [c.table.name for c in conversions if c.table] == [
         "Same",
         "Same [7f0b9a3e]",
+        "Same [7f0b9a3e 3]",
         "Not a UUID",
         "Deprecated",
         "IAM",
     ]
-    assert conversions[2].warnings[0] == "id 'my-rule-1' is not a UUID (kept as written)"
-    assert conversions[2].table is not None and "sigma:my-rule-1" in conversions[2].table.tags
-    assert conversions[3].table is not None and conversions[3].table.enabled is False
+    assert conversions[3].warnings[0] == "id 'my-rule-1' is not a UUID (kept as written)"
+    assert conversions[3].table is not None and "sigma:my-rule-1" in conversions[3].table.tags
+    assert conversions[4].table is not None and conversions[4].table.enabled is False
 
 
 def test_check_reports_each_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -269,7 +269,8 @@ class Converter:
             return Conversion(path, title, sigma_id, unsupported=f"correlation: {memory}")
         kind = rule.type.name.lower()
         comment = f"Sigma correlation ({kind} of {', '.join(_step_titles(rule))}): "
-        return self._with_memory(path, rule, sigma_id, memory, comment + memory.describe())
+        conversion = self._with_memory(path, rule, sigma_id, memory, comment + memory.describe())
+        return replace(conversion, warnings=_identifier_warnings(rule) + conversion.warnings)
 
     def _legacy(self, path: Path, rule: SigmaRule, expansion: legacy.Expansion | str) -> Conversion:
         title, sigma_id = _identity(path, rule)
@@ -362,7 +363,11 @@ class Converter:
         title = " ".join(str(rule.title).split())
         name = title
         if name in self._taken:
-            name = f"{title} [{sigma_id[:8]}]"
+            name = f"{title} [{sigma_id[:8] or 2}]"
+            number = 2
+            while name in self._taken:
+                number += 1
+                name = f"{title} [{sigma_id[:8] + ' ' if sigma_id else ''}{number}]"
         self._taken.add(name)
         self._names[id(rule)] = name
         return name
