@@ -74,6 +74,16 @@ class Expansion:
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class _Written:
+    """The rule as pySigma read it, and its detection apart from `timeframe` and `condition`."""
+
+    rule: SigmaRule
+    document: dict[str, Any]
+    detection: dict[str, Any]
+    timeframe: str | None
+
+
 def has_memory(rule: SigmaRule) -> bool:
     """Whether the rule uses Sigma 1's memory: a pipe in its condition, or a `timeframe`."""
     detection = rule.detection
@@ -86,8 +96,9 @@ def expand(rule: SigmaRule) -> Expansion:
     detection = dict(document["detection"])
     raw_timeframe = detection.pop("timeframe", None)
     timeframe = None if raw_timeframe is None else str(raw_timeframe)
-    written = detection.pop("condition")
-    conditions = [written] if isinstance(written, str) else [str(c) for c in written]
+    condition = detection.pop("condition")
+    conditions = [condition] if isinstance(condition, str) else [str(c) for c in condition]
+    written = _Written(rule, document, detection, timeframe)
     frame = f" (timeframe: {timeframe})" if timeframe else ""
     piped = [c for c in conditions if "|" in c]
     if piped:
@@ -99,20 +110,13 @@ def expand(rule: SigmaRule) -> Expansion:
         search, _, expression = conditions[0].partition("|")
         search, expression = search.strip(), " ".join(expression.split())
         if expression.split(" ", 1)[0] == "near":
-            return _near(rule, document, detection, search, expression, timeframe)
-        return _aggregation(rule, document, detection, search, expression, timeframe)
-    assert timeframe is not None
-    return _timeframe_only(rule, document, detection, conditions, timeframe)
+            return _near(written, search, expression)
+        return _aggregation(written, search, expression)
+    return _timeframe_only(written, conditions)
 
 
-def _aggregation(
-    rule: SigmaRule,
-    document: dict[str, Any],
-    detection: dict[str, Any],
-    search: str,
-    expression: str,
-    timeframe: str | None,
-) -> Expansion:
+def _aggregation(written: _Written, search: str, expression: str) -> Expansion:
+    timeframe = written.timeframe
     construct = f"aggregation `{expression}`" + (f" (timeframe: {timeframe})" if timeframe else "")
     found = _AGGREGATION.fullmatch(expression)
     if found is None:
@@ -143,17 +147,11 @@ def _aggregation(
     }
     if found["group"]:
         correlation["group-by"] = [g.strip() for g in found["group"].split(",")]
-    return _build(rule, document, detection, [search], correlation, construct)
+    return _build(written, [search], correlation, construct)
 
 
-def _near(
-    rule: SigmaRule,
-    document: dict[str, Any],
-    detection: dict[str, Any],
-    search: str,
-    expression: str,
-    timeframe: str | None,
-) -> Expansion:
+def _near(written: _Written, search: str, expression: str) -> Expansion:
+    timeframe = written.timeframe
     construct = f"`near` (`{search} | {expression}`" + (
         f", timeframe: {timeframe})" if timeframe else ")"
     )
@@ -180,19 +178,14 @@ def _near(
             "(add `timeframe: 15m`, say)"
         )
     for event in events:
-        if event not in detection:
+        if event not in written.detection:
             raise Refused(f"{construct}: the rule has no search `{event}`")
     correlation = {"type": "temporal", "timespan": timeframe}
-    return _build(rule, document, detection, [search, *events], correlation, construct)
+    return _build(written, [search, *events], correlation, construct)
 
 
-def _timeframe_only(
-    rule: SigmaRule,
-    document: dict[str, Any],
-    detection: dict[str, Any],
-    conditions: list[str],
-    timeframe: str,
-) -> Expansion:
+def _timeframe_only(written: _Written, conditions: list[str]) -> Expansion:
+    rule, detection, timeframe = written.rule, written.detection, written.timeframe
     words = [_WORDS.findall(condition) for condition in conditions]
     shown = " / ".join(conditions)
     construct = f"timeframe ({timeframe}) with the condition `{shown}`"
@@ -213,14 +206,14 @@ def _timeframe_only(
             "separate records; one record matching all of them is not enough"
         )
         correlation = {"type": "temporal", "timespan": timeframe}
-        return _build(rule, document, detection, searches, correlation, construct, (warning,))
+        return _build(written, searches, correlation, construct, (warning,))
     keywords = {"and", "not", "all"}
     if all(not keywords & {word.lower() for word in condition} for condition in words):
         warning = (
             f"`timeframe: {timeframe}` is ignored: the condition `{shown}` is decided on one "
             "record, so there is nothing for a time frame to relate"
         )
-        document = {**document, "detection": {**detection, "condition": conditions}}
+        document = {**written.document, "detection": {**detection, "condition": conditions}}
         try:
             plain = SigmaRule.from_dict(document, collect_errors=True, source=rule.source)
         except SigmaError as exc:
@@ -234,9 +227,7 @@ def _timeframe_only(
 
 
 def _build(
-    rule: SigmaRule,
-    document: dict[str, Any],
-    detection: dict[str, Any],
+    written: _Written,
     conditions: list[str],
     correlation: dict[str, Any],
     construct: str,
@@ -245,6 +236,7 @@ def _build(
     """The searches (one Sigma rule per condition) and the correlation rule over them, which
     keeps the rule's metadata (title, id, author, level, tags...) and generates no rule of its
     own for its searches (Sigma 1 had none)."""
+    rule, document, detection = written.rule, written.document, written.detection
     key = str(rule.id) if rule.id else " ".join(str(rule.title).split())
     searches = []
     try:
