@@ -20,7 +20,7 @@ from conftest import Moto, SlackStandIn
 from tattletail import config, lambda_handler
 from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
-from tattletail.dedupe import DedupeTable
+from tattletail.dedupe import KEY, TTL_ATTRIBUTE, DedupeTable
 from tattletail.destinations import DeliveryContext
 from tattletail.destinations.slack_webhook import SlackWebhookDestination
 from tattletail.destinations.sns import MESSAGE_LIMIT, SnsDestination
@@ -376,10 +376,9 @@ def test_a_send_killed_after_its_claim_is_made_again_once_the_claim_expires(
     monkeypatch.setenv("TATTLETAIL_DEDUPE_TABLE", DEDUPE_TABLE)
     deployed.configure(["Hook"])
     alert_id = make_alert().alert_id("Hook")
-    # Another invocation claimed the send and died before sending: its claim, made with a
-    # clock two seconds back, runs for three seconds, so it expires a second from now.
-    claimed_at = time.time() - 2
-    table = DedupeTable(DEDUPE_TABLE, 3, 3600, clock=lambda: claimed_at)
+    # Another invocation claimed the send and died before sending. Its claim runs for an hour,
+    # far longer than any run here, however loaded the machine.
+    table = DedupeTable(DEDUPE_TABLE, 3600, 3600)
 
     async def claim() -> bool:
         aws = AwsClients(deployed.moto.endpoint)
@@ -395,8 +394,14 @@ def test_a_send_killed_after_its_claim_is_made_again_once_the_claim_expires(
     assert deployed.hook_event_ids() == []
     assert deployed.dedupe_items() == {alert_id: "claimed"}
 
-    while int(time.time()) <= int(claimed_at) + 3:  # DynamoDB compares whole seconds
-        time.sleep(0.1)
+    # The hour passes: the claim's expiry is moved into the past, as the clock would move it.
+    deployed.moto.client("dynamodb").update_item(
+        TableName=DEDUPE_TABLE,
+        Key={KEY: {"S": alert_id}},
+        UpdateExpression="SET #expires = :past",
+        ExpressionAttributeNames={"#expires": TTL_ATTRIBUTE},
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
     after_expiry = deployed.run()
 
     assert (after_expiry["alerts_sent"], after_expiry["alerts_deduplicated"]) == (1, 0)
