@@ -28,6 +28,7 @@ from tattletail.dedupe import DedupeTable
 from tattletail.destinations import DeliveryContext, DeliveryError, Destination
 from tattletail.flood import FloodControl
 from tattletail.ratelimit import TokenBucket
+from tattletail.redaction import redactor
 from tattletail.retry import Backoff, classify
 from tattletail.summary import RunSummary
 
@@ -112,7 +113,7 @@ class Dispatcher:
                         logging.ERROR,
                         "archive_flush_failed",
                         destination=destination.id,
-                        error=describe(exc),
+                        error=self._describe(exc),
                     )
         summaries = self._flood.summaries(archives)
         await asyncio.gather(
@@ -189,6 +190,11 @@ class Dispatcher:
             await self._settle(alert_id, sent=False)
         await self._to_dead_letter(destination, alert, alert_id, error)
 
+    def _describe(self, exc: BaseException, timeout: float | None = None) -> str:
+        """describe(exc), with every secret the delivery context has handed out cut out in any
+        encoding: this text goes to log lines and dead-letter documents."""
+        return redactor(frozenset(self._context.secrets.revealed())).redact(describe(exc, timeout))
+
     async def _settle(self, alert_id: str, sent: bool) -> None:
         assert self._dedupe is not None
         dynamodb = await self._context.aws.client("dynamodb")
@@ -217,7 +223,7 @@ class Dispatcher:
                 return None
             except Exception as exc:  # contained: one destination never stops the others
                 verdict = classify(exc)
-                message = describe(exc, policy.send_timeout)
+                message = self._describe(exc, policy.send_timeout)
             if not verdict.retryable or attempt >= policy.retries:
                 return message
             wait = policy.backoff.delay(attempt)
@@ -265,7 +271,7 @@ class Dispatcher:
                 logging.ERROR,
                 "dead_letter_failed",
                 destination=self._dead_letter.id,
-                error=describe(exc),
+                error=self._describe(exc),
                 alert_id=alert_id,
             )
             return
