@@ -12,14 +12,17 @@ decoded at every alignment and searched the same way. What matches is cut out of
 
 Two strengths:
 
-- `partial=True`, for text a receiver controls: any WINDOW consecutive characters of a
-  secret's sensitive part (a URL's user info, path, query and fragment; all of any other
-  secret) count, so a token on its own, a path segment or query value of WINDOW or more
-  characters, or a secret cut short by the receiver are all found. Over-redaction of a few
-  ordinary words (a Slack URL's `services`) is the accepted cost.
-- `partial=False`, the safety net for Tattletail's own log lines: only whole secrets, a URL
-  without its scheme, and a URL's path and query, so ordinary values (rule names, object keys)
-  are never touched.
+- `partial=True`, for error texts: any WINDOW consecutive characters of a secret's sensitive
+  part (a URL's user info, path, query and fragment; all of any other secret) count, so a
+  token on its own, a path segment or query value of WINDOW or more characters, or a secret
+  cut short are all found. Over-redaction of a few ordinary words (a Slack URL's `services`)
+  is the accepted cost. With `hosts=True`, for the text a receiver sent, a URL's host counts
+  too (it may quote itself; error texts of our own name AWS endpoints, which must stay).
+- `partial=False`, the safety net for log lines: only whole secrets, a URL without its scheme,
+  and a URL's path and query, so ordinary values (rule names, object keys) are never touched;
+  escapes are undone but base64 is not looked into (no log line encodes a secret: the texts
+  they quote from outside were cut in partial mode first), which keeps it cheap enough for
+  every record of every library.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ MAX_PASSES = 4
 # Decodings kept of one text (each pass may undo any one kind of escape, or all at once).
 MAX_LAYERS = 48
 # base64 inside base64 (or hex inside base64) is decoded this many levels deep.
-MAX_BLOB_DEPTH = 2
+MAX_BLOB_DEPTH = 3
 
 _PERCENT = r"%[0-9A-Fa-f]{2}"
 _HTML = r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?"
@@ -72,6 +75,11 @@ _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-](?:\s*[A-Za-z0-9+/_-]){11,}(?:\s*=){0,
 _HEX_RUN = re.compile(r"[0-9A-Fa-f](?:\s*[0-9A-Fa-f]){15,}")
 _URLSAFE = str.maketrans("-_", "+/")
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_ASCII_INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+# What the comparison leaves out of ASCII text: whitespace, `+`, control characters.
+_ASCII_DROPPED = frozenset([*map(chr, range(33)), "+", "\x7f"])
+# Needles of one length searched one by one up to this many; beyond, a window slides.
+_FEW_NEEDLES = 16
 
 Span = tuple[int, int]
 
@@ -89,6 +97,8 @@ class _Layer:
 
     @classmethod
     def of(cls, text: str) -> _Layer:
+        if text.isascii() and not _ASCII_INVISIBLE.search(text):
+            return cls(text, [(index, index + 1) for index in range(len(text))])
         chars, spans = [], []
         for index, char in enumerate(text):
             if not _invisible(char):
@@ -176,9 +186,14 @@ def _is_hex(text: str) -> bool:
 def _canonical(layer: _Layer) -> tuple[str, list[int]]:
     """The layer without case or `+` (a space in a form), each character's index in the layer;
     NFKC folds full-width and compatibility forms."""
+    text = layer.text
+    if text.isascii():
+        lowered = text.lower()
+        kept = [i for i, char in enumerate(lowered) if char not in _ASCII_DROPPED]
+        return "".join([lowered[i] for i in kept]), kept
     chars: list[str] = []
     index: list[int] = []
-    for position, char in enumerate(layer.text):
+    for position, char in enumerate(text):
         folded = char.lower() if char.isascii() else unicodedata.normalize("NFKC", char).lower()
         for each in folded:
             if each != "+" and not each.isspace() and not _invisible(each):
@@ -216,12 +231,14 @@ def _layers(text: str) -> list[_Layer]:
 class Redactor:
     """Finds and cuts out a fixed set of secrets (see the module's docstring)."""
 
-    def __init__(self, secrets: Iterable[str], *, partial: bool = True) -> None:
+    def __init__(
+        self, secrets: Iterable[str], *, partial: bool = True, hosts: bool = False
+    ) -> None:
         self.partial = partial
         needles: set[str] = set()
         for secret in secrets:
             for form in {secret, _fully_decoded(secret)}:
-                for part in _sensitive_parts(form, partial):
+                for part in _sensitive_parts(form, partial, hosts):
                     needles.update(_needles(canonical(part), partial))
         by_length: dict[int, set[str]] = {}
         for needle in needles:
@@ -236,7 +253,7 @@ class Redactor:
         """Where in `text` a secret was found (merged, in order)."""
         if not self._by_length or not text:
             return []
-        return _merge(self._find(text, MAX_BLOB_DEPTH))
+        return _merge(self._find(text, MAX_BLOB_DEPTH if self.partial else 0))
 
     def found_in(self, text: str) -> bool:
         return bool(self.spans(text))
@@ -268,6 +285,13 @@ class Redactor:
 
     def _matches(self, folded: str) -> Iterable[Span]:
         for length, needles in self._by_length.items():
+            if len(needles) <= _FEW_NEEDLES:
+                for needle in needles:
+                    start = folded.find(needle)
+                    while start != -1:
+                        yield start, start + length
+                        start = folded.find(needle, start + 1)
+                continue
             for start in range(len(folded) - length + 1):
                 if folded[start : start + length] in needles:
                     yield start, start + length
@@ -312,11 +336,11 @@ def _fully_decoded(text: str) -> str:
     return layer.text
 
 
-def _sensitive_parts(secret: str, partial: bool) -> list[str]:
+def _sensitive_parts(secret: str, partial: bool, hosts: bool = False) -> list[str]:
     """What of a secret must not be shown. A URL: its user info, and its path, query and
-    fragment, or, when those are too short to hold the credential (a Lambda function URL), all
-    but the scheme; in exact mode also the URL whole and without its scheme. Any other secret:
-    all of it."""
+    fragment, or, when those are too short to hold the credential (a Lambda function URL) or
+    with `hosts`, all but the scheme; in exact mode also the URL whole and without its scheme.
+    Any other secret: all of it."""
     scheme, separator, after = secret.partition("://")
     if not separator or not scheme.isalpha():
         return [secret]
@@ -324,7 +348,7 @@ def _sensitive_parts(secret: str, partial: bool) -> list[str]:
     rest = after[len(netloc) :]
     user_info = netloc.rpartition("@")[0]
     parts = [user_info] if user_info else []
-    parts.append(rest if len(canonical(rest)) >= WINDOW else after)
+    parts.append(rest if len(canonical(rest)) >= WINDOW and not hosts else after)
     return parts if partial else [secret, after, *parts]
 
 
@@ -364,9 +388,9 @@ def _merge(spans: list[Span]) -> list[Span]:
 
 
 @lru_cache(maxsize=64)
-def redactor(secrets: frozenset[str], partial: bool = True) -> Redactor:
+def redactor(secrets: frozenset[str], partial: bool = True, hosts: bool = False) -> Redactor:
     """A Redactor for these secrets (built once per set: the needles take a moment)."""
-    return Redactor(secrets, partial=partial)
+    return Redactor(secrets, partial=partial, hosts=hosts)
 
 
 # Every secret value this process has used, for the safety net on log lines.

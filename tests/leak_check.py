@@ -98,15 +98,22 @@ def encode(text: str, names: Iterable[str], rng: random.Random) -> str:
     return text
 
 
+_ASCII_UNSEEN = {code: None for code in [*range(33), 127]}
+
+
 def _fold(text: str) -> str:
+    """Without case, whitespace, control or format characters; NFKC."""
+    if text.isascii():
+        return text.lower().translate(_ASCII_UNSEEN)
     text = unicodedata.normalize("NFKC", text)
     return "".join(
         c for c in text.lower() if not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf")
     )
 
 
-def forbidden(secrets: Iterable[str]) -> frozenset[str]:
-    """Every folded run of WINDOW characters (or whole short secret) that must never show."""
+def forbidden(secrets: Iterable[str], hosts: bool = False) -> frozenset[str]:
+    """Every folded run of WINDOW characters (or whole short secret) that must never show: of
+    a URL, its path, query and user info (with `hosts`, its host too)."""
     runs: set[str] = set()
     for secret in secrets:
         material = [secret]
@@ -114,7 +121,7 @@ def forbidden(secrets: Iterable[str]) -> frozenset[str]:
             parts = urlsplit(secret)
             after = secret.split("://", 1)[1]
             rest = after[len(parts.netloc) :]
-            material = [rest if len(rest) >= WINDOW else after]
+            material = [rest if len(rest) >= WINDOW and not hosts else after]
             if "@" in parts.netloc:
                 material.append(parts.netloc.rsplit("@", 1)[0])
         for text in material:
@@ -157,35 +164,49 @@ def decodings(text: str, passes: int = 3) -> set[str]:
     return seen
 
 
+_PRINTABLE_RUN = re.compile(r"[^\x00-\x1f\x7f-\x9f\ufffd]{" + str(WINDOW) + ",}")
+
+
 def _blobs(text: str) -> Iterable[str]:
-    compact = "".join(c for c in text if not c.isspace() and unicodedata.category(c) != "Cf")
+    """What the base64 and hex runs in `text` decode to, at every alignment (only decodings
+    with WINDOW printable characters in a row: random bytes have none)."""
+    compact = (
+        text.translate(_ASCII_UNSEEN)
+        if text.isascii()
+        else "".join(c for c in text if not c.isspace() and unicodedata.category(c) != "Cf")
+    )
+    decoded: list[bytes] = []
     for run in re.findall(r"[A-Za-z0-9+/_-]{12,}", compact):
         for offset in range(4):
             chunk = run[offset:].replace("-", "+").replace("_", "/")
-            chunk = chunk[: len(chunk) // 4 * 4]
             try:
-                yield base64.b64decode(chunk).decode("utf-8", "replace")
+                decoded.append(base64.b64decode(chunk[: len(chunk) // 4 * 4]))
             except (binascii.Error, ValueError):
                 continue
     for run in re.findall(r"[0-9A-Fa-f]{16,}", compact):
         for offset in range(2):
             chunk = run[offset:]
-            yield bytes.fromhex(chunk[: len(chunk) // 2 * 2]).decode("utf-8", "replace")
+            decoded.append(bytes.fromhex(chunk[: len(chunk) // 2 * 2]))
+    for blob in decoded:
+        for text in {blob.decode("utf-8", "replace"), blob.decode("utf-16", "replace")}:
+            if _PRINTABLE_RUN.search(text):
+                yield text
 
 
-def leaks(text: str, runs: frozenset[str]) -> list[str]:
-    """The forbidden runs found in any decoding of `text` (and of the base64 or hex in it)."""
+def leaks(text: str, runs: frozenset[str], depth: int = 3) -> list[str]:
+    """The forbidden runs found in any decoding of `text`, and of the base64 or hex in it
+    (`depth` levels deep)."""
     short = [run for run in runs if len(run) < WINDOW]
     found: set[str] = set()
 
-    def check(candidate: str) -> None:
-        folded = _fold(candidate).replace("+", "")
-        found.update({folded[i : i + WINDOW] for i in range(len(folded) - WINDOW + 1)} & runs)
-        found.update(run for run in short if run in folded)
+    def scan(text: str, passes: int, depth: int) -> None:
+        for decoded in decodings(text, passes):
+            folded = _fold(decoded).replace("+", "")
+            found.update({folded[i : i + WINDOW] for i in range(len(folded) - WINDOW + 1)} & runs)
+            found.update(run for run in short if run in folded)
+            if depth:
+                for blob in _blobs(decoded):
+                    scan(blob, 2, depth - 1)
 
-    for decoded in decodings(text):
-        check(decoded)
-        for blob in _blobs(decoded):
-            for each in decodings(blob, 1):
-                check(each)
+    scan(text, 3, depth)
     return sorted(found)

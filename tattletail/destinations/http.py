@@ -140,7 +140,7 @@ async def post(
             if delivered(status):
                 return status
             answer = await _read(response.content, BODY_LIMIT)
-            hidden = redactor(frozenset([*own, *context.secrets.revealed()]))
+            hidden = redactor(frozenset([*own, *context.secrets.revealed()]), hosts=True)
             transient = status == 429 or status >= 500
             size = f"{len(answer)}{'+' if len(answer) >= BODY_LIMIT else ''} bytes"
             raise HttpStatusError(
