@@ -133,7 +133,17 @@ class HttpStandIn:
             stand_in.base = f"http://127.0.0.1:{port}"
             yield stand_in
         finally:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+
+            async def stop() -> None:
+                await runner.cleanup()
+                # A reply still held back (a sender that timed out) ends here, not at exit
+                # with "Task was destroyed but it is pending".
+                held = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+                for task in held:
+                    task.cancel()
+                await asyncio.gather(*held, return_exceptions=True)
+
+            asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
             loop.close()
