@@ -1,7 +1,7 @@
-"""deploy/template.yaml against the code it deploys: the dedupe table has the key and TTL
-attribute dedupe.py writes, the function's environment names only real settings, and the role
-grants exactly the AWS actions the Lambda's code calls (every one of them, and nothing else
-but what Lambda itself needs).
+"""deploy/template.yaml against the code it deploys: the dedupe and state tables have the key
+and TTL attribute their code writes, the function's environment names only real settings, and
+the role grants exactly the AWS actions the Lambda's code calls (every one of them, and nothing
+else but what Lambda itself needs).
 
 The template is read with cfn-lint's loader (it knows `!Ref`, `!Sub`, `!If`); the code's calls
 are found in the source of every module the Lambda handler imports, as calls of a botocore
@@ -14,15 +14,18 @@ import ast
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import botocore.session
+import pytest
 from botocore import xform_name
 from cfnlint.decode import cfn_yaml
 from conftest import REPO
 
 from tattletail import dedupe
 from tattletail.settings import documented_variables
+from tattletail.state import dynamodb as state_dynamodb
 
 TEMPLATE = REPO / "deploy" / "template.yaml"
 PACKAGE = REPO / "tattletail"
@@ -137,16 +140,23 @@ def called_actions() -> dict[str, set[str]]:
     return called
 
 
-def test_the_dedupe_table_has_the_key_and_ttl_attribute_the_code_writes() -> None:
-    table = template()["Resources"]["DedupeTable"]["Properties"]
+@pytest.mark.parametrize(
+    ("resource", "module"), [("DedupeTable", dedupe), ("StateTable", state_dynamodb)]
+)
+def test_each_table_has_the_key_and_ttl_attribute_its_code_writes(
+    resource: str, module: ModuleType
+) -> None:
+    table = template()["Resources"][resource]["Properties"]
 
-    assert table["KeySchema"] == [{"AttributeName": dedupe.KEY, "KeyType": "HASH"}]
-    assert table["AttributeDefinitions"] == [{"AttributeName": dedupe.KEY, "AttributeType": "S"}]
+    assert table["KeySchema"] == [{"AttributeName": module.KEY, "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": module.KEY, "AttributeType": "S"}]
     assert table["TimeToLiveSpecification"] == {
-        "AttributeName": dedupe.TTL_ATTRIBUTE,
+        "AttributeName": module.TTL_ATTRIBUTE,
         "Enabled": True,
     }
-    # No parameter may make it differ from the code.
+
+
+def test_no_parameter_can_make_the_dedupe_table_differ_from_the_code() -> None:
     assert "DedupeKeyAttribute" not in template()["Parameters"]
 
 
