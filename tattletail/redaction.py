@@ -4,11 +4,13 @@ A receiver's error page may quote what it was sent: the webhook URL, its path, a
 own, the routing key; JSON-escaped (`\\/`, `\\u002f`), HTML-escaped (`&amp;`, `&#x2F;`),
 percent-encoded (in either case, once or twice), in base64 or hex, upper-cased, reversed, or
 only in part. Listing every encoding of every secret cannot keep up with mixes (`%2F` beside
-`\\/`), so the text is decoded instead: each pass undoes every escape it recognises, each
-character remembering which characters of the original it came from, and the passes repeat
-until nothing changes (double encodings). Every layer, the original included, is then compared
-with the secrets without case, whitespace, `+` or invisible characters; base64 and hex runs are
-decoded at every alignment and searched the same way. What matches is cut out of the original.
+`\\/`), so the text is decoded instead, each character of a decoding remembering which
+characters of the original it came from: a pass undoes one kind of escape (percent, HTML
+entities, backslash escapes) or all of them at once, and passes follow each other in every
+order, up to MAX_PASSES deep (double encodings, HTML around JSON around percent). Every
+decoding, the original included, is compared with the secrets without case, whitespace, `+` or
+invisible characters, forwards and reversed; base64 and hex runs are decoded at every alignment
+(MAX_BLOB_DEPTH levels deep) and searched the same way. What matches is cut out of the original.
 
 Two strengths:
 
@@ -332,7 +334,13 @@ def _from_hex(run: str) -> bytes:
 
 
 def _fully_decoded(text: str) -> str:
-    layer = _layers(text)[-1]
+    """`text` with every escape undone, pass after pass, until none is left."""
+    layer = _Layer.of(text)
+    for _ in range(MAX_PASSES):
+        decoded = layer.decoded(_PASSES[-1][1])
+        if decoded is None:
+            break
+        layer = decoded
     return layer.text
 
 

@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import html
 import logging
+import os
 import random
 import string
 from collections.abc import Callable, Iterator, Sequence
@@ -309,8 +310,9 @@ def hostile(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HttpStandIn, list
 
 
 @settings(
-    max_examples=10,
-    derandomize=True,
+    # A fixed set in CI; TATTLETAIL_FUZZ_EXAMPLES=200 for a longer, random run.
+    max_examples=int(os.environ.get("TATTLETAIL_FUZZ_EXAMPLES", 10)),
+    derandomize="TATTLETAIL_FUZZ_EXAMPLES" not in os.environ,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
