@@ -25,7 +25,7 @@ from tattletail.settings import Settings
 from tattletail.state import StatePlan, StateStage
 from tattletail.state.store import StateError
 from tattletail.summary import RunSummary
-from tattletail.workers import WorkerCrashed, WorkerPool
+from tattletail.workers import DeadlineReached, WorkerCrashed, WorkerPool
 
 # Takes every alert of one object at once: a printer writes them in one go, the dispatcher
 # fans them out concurrently; no task per alert where none is needed. It may say, per alert,
@@ -78,12 +78,19 @@ class Pipeline:
         sink: AlertSink,
         summary: RunSummary,
         state: StateStage | None = None,
+        deadline: float | None = None,
     ) -> list[ObjectRef]:
         """Process every object; return those that failed (skipped objects are not failures).
-        `state` takes the matches of rules with memory (required when the config has some)."""
+        `state` takes the matches of rules with memory (required when the config has some).
+
+        With a `deadline` (a time.monotonic() value: the Lambda's end), no object is started,
+        and no evaluation goes on, later than TATTLETAIL_DEADLINE_MARGIN seconds before it:
+        those objects fail with reason `deadline`, so that they come back, and the margin is
+        left for delivering the alerts of every object already evaluated."""
+        cutoff = None if deadline is None else deadline - self.settings.deadline_margin
         limit = asyncio.Semaphore(self.settings.object_concurrency)
         outcomes = await asyncio.gather(
-            *(self._process(ref, sink, summary, limit, state) for ref in refs)
+            *(self._process(ref, sink, summary, limit, state, cutoff) for ref in refs)
         )
         return [ref for ref, ok in zip(refs, outcomes, strict=True) if not ok]
 
@@ -94,6 +101,7 @@ class Pipeline:
         summary: RunSummary,
         limit: asyncio.Semaphore,
         state: StateStage | None,
+        cutoff: float | None,
     ) -> bool:
         with logs.context(object=ref.uri):
             started = time.perf_counter()
@@ -102,7 +110,13 @@ class Pipeline:
                 if reason is not None:
                     raise SkippedObject(reason, f"{ref.uri}: not a log file ({reason}), skipped")
                 async with limit:
-                    evaluation = await self._evaluate(ref)
+                    if cutoff is not None and time.monotonic() >= cutoff:
+                        raise DeadlineReached(
+                            "not started: less than TATTLETAIL_DEADLINE_MARGIN "
+                            f"({self.settings.deadline_margin:g} s) left before the "
+                            "invocation's deadline"
+                        )
+                    evaluation = await self._evaluate(ref, cutoff)
             except SkippedObject as exc:
                 summary.objects_skipped += 1
                 summary.skipped_by_reason[exc.reason] += 1
@@ -115,11 +129,14 @@ class Pipeline:
                     if isinstance(exc, ObjectError)
                     else "worker_crashed"
                     if isinstance(exc, WorkerCrashed)
+                    else "deadline"
+                    if isinstance(exc, DeadlineReached)
                     else f"internal_{type(exc).__name__}"
                 )
                 self._failed(ref, reason, str(exc), summary)
                 return False
             summary.records += evaluation.records
+            self._log_record_problems(evaluation, summary)
             summary.evaluation_seconds += evaluation.seconds
             lag = _lag_seconds(evaluation.newest_event_time)
             if lag is not None:
@@ -166,13 +183,13 @@ class Pipeline:
         summary.failed_objects.append(ref.uri)
         logs.log(logging.ERROR, "object_failed", reason=reason, error=error)
 
-    async def _evaluate(self, ref: ObjectRef) -> Evaluation:
+    async def _evaluate(self, ref: ObjectRef, cutoff: float | None) -> Evaluation:
         s3 = await self.aws.client("s3") if ref.bucket is not None else None
         max_bytes = self.settings.max_object_bytes
         payload = await fetch(ref, s3, max_bytes)
         if not payload:
             raise SkippedObject("empty", f"{ref.uri}: zero-byte object, skipped")
-        return await self.pool.evaluate(payload, max_bytes)
+        return await self.pool.evaluate(payload, max_bytes, cutoff)
 
     def _alert(self, rule_index: int, match: Match, ref: ObjectRef) -> Alert:
         rule = self.config.rules[rule_index]
@@ -189,16 +206,38 @@ class Pipeline:
             runbook=rule.runbook,
         )
 
-    def _log_rule_errors(self, evaluation: Evaluation, summary: RunSummary) -> None:
-        for rule_index in evaluation.timed_out_rules:
-            summary.rules_timed_out += 1
+    def _log_record_problems(self, evaluation: Evaluation, summary: RunSummary) -> None:
+        summary.records_invalid += evaluation.records_invalid
+        summary.records_failed += evaluation.records_failed
+        if evaluation.records_invalid:
+            logs.log(
+                logging.WARNING,
+                "records_invalid",
+                count=evaluation.records_invalid,
+                detail="entries of the Records array that are not JSON objects were skipped",
+            )
+        for failure in evaluation.failure_samples:
             logs.log(
                 logging.ERROR,
-                "rule_timed_out",
-                rule=self.config.rules[rule_index].name,
+                "record_failed",
+                event_id=failure.event_id,
+                reason=failure.reason,
+                error=failure.message,
+                failed_in_object=evaluation.records_failed,
+            )
+
+    def _log_rule_errors(self, evaluation: Evaluation, summary: RunSummary) -> None:
+        for quarantined in evaluation.quarantined:
+            summary.rules_quarantined += 1
+            logs.log(
+                logging.ERROR,
+                "rule_quarantined",
+                rule=self.config.rules[quarantined.rule_index].name,
+                reason=quarantined.reason,
+                detail=quarantined.detail,
                 limit_seconds=self.settings.batch_timeout,
-                detail="the rule overran the batch time limit and was skipped for the rest "
-                "of the object; every other rule was evaluated",
+                note="not evaluated again until the container restarts or the rule changes; "
+                "every other rule is still evaluated",
             )
         for rule_index, count in evaluation.error_counts.items():
             name = self.config.rules[rule_index].name

@@ -67,6 +67,7 @@ class Service:
             settings.workers,
             settings.batch_size,
             settings.batch_timeout,
+            settings.worker_memory,
         )
         pool.start()
         return pool
@@ -103,7 +104,9 @@ class Service:
         """Swap in a new (already validated) config: new workers compile its rules first, so
         the old ones keep serving until the new ones are ready."""
         old = self.pool
-        self._install(config, await asyncio.to_thread(self._start_pool, config))
+        pool = await asyncio.to_thread(self._start_pool, config)
+        pool.inherit_quarantine(old)
+        self._install(config, pool)
         await asyncio.to_thread(old.close)
 
     def policy(self) -> DeliveryPolicy:
@@ -130,7 +133,7 @@ class Service:
         a time.monotonic() value that retries must not run past."""
         state = self._state_stage(summary, deadline)
         if sink is not None:
-            failed = await self.pipeline.run(refs, sink, summary, state)
+            failed = await self.pipeline.run(refs, sink, summary, state, deadline)
             if state is not None:
                 await state.flush(sink)
             return failed
@@ -144,7 +147,7 @@ class Service:
             deadline=deadline,
             buckets=self._buckets,
         )
-        failed = await self.pipeline.run(refs, dispatcher.deliver_all, summary, state)
+        failed = await self.pipeline.run(refs, dispatcher.deliver_all, summary, state, deadline)
         if state is not None:
             await state.flush(dispatcher.deliver_all)
         await dispatcher.finish()
