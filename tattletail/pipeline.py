@@ -1,7 +1,9 @@
 """The pipeline: objects -> records -> rules -> alerts -> a sink (the dispatcher, or a printer).
 
 Fetching and delivery are asyncio; gunzip, decode and rule evaluation happen in the worker pool.
-A bad object is logged, counted and skipped; the other objects carry on.
+A bad object is logged, counted and skipped; the other objects carry on. CloudTrail events that
+EventBridge delivered inline skip the object stage: their records go to the same worker pool
+and rules as one small log file.
 """
 
 from __future__ import annotations
@@ -12,14 +14,20 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+import orjson
+
 from tattletail import logs
 from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
 from tattletail.config import Config
+from tattletail.daterange import EventWindow
+from tattletail.envelope import CloudTrailEvent
 from tattletail.objects import ObjectError, ObjectRef, SkippedObject, fetch, skip_reason
+from tattletail.records import RecordJSON
 from tattletail.rules import Evaluation, Match, RuleSource
 from tattletail.settings import Settings
 from tattletail.summary import RunSummary
+from tattletail.trail_keys import parse_key
 from tattletail.workers import WorkerCrashed, WorkerPool
 
 # Takes every alert of one object at once: a printer writes them in one go, the dispatcher
@@ -37,6 +45,22 @@ def _lag_seconds(event_time: str | None) -> float | None:
     if newest.tzinfo is None:
         newest = newest.replace(tzinfo=UTC)
     return (datetime.now(UTC) - newest).total_seconds()
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, ObjectError):
+        return exc.reason
+    if isinstance(exc, WorkerCrashed):
+        return "worker_crashed"
+    return f"internal_{type(exc).__name__}"
+
+
+def _event_id(match: Match) -> str | None:
+    record = match.record
+    if isinstance(record, RecordJSON):
+        return record.event_id
+    event_id = record.get("eventID")
+    return event_id if isinstance(event_id, str) else None
 
 
 def rule_sources(config: Config) -> list[RuleSource]:
@@ -63,15 +87,27 @@ class Pipeline:
         self.aws = aws
 
     async def run(
-        self, refs: Sequence[ObjectRef], sink: AlertSink, summary: RunSummary
+        self,
+        refs: Sequence[ObjectRef],
+        sink: AlertSink,
+        summary: RunSummary,
+        window: EventWindow | None = None,
     ) -> list[ObjectRef]:
-        """Process every object; return those that failed (skipped objects are not failures)."""
+        """Process every object; return those that failed (skipped objects are not failures).
+        With a window, only records whose eventTime is in it are evaluated."""
         limit = asyncio.Semaphore(self.settings.object_concurrency)
-        outcomes = await asyncio.gather(*(self._process(ref, sink, summary, limit) for ref in refs))
+        outcomes = await asyncio.gather(
+            *(self._process(ref, sink, summary, limit, window) for ref in refs)
+        )
         return [ref for ref, ok in zip(refs, outcomes, strict=True) if not ok]
 
     async def _process(
-        self, ref: ObjectRef, sink: AlertSink, summary: RunSummary, limit: asyncio.Semaphore
+        self,
+        ref: ObjectRef,
+        sink: AlertSink,
+        summary: RunSummary,
+        limit: asyncio.Semaphore,
+        window: EventWindow | None,
     ) -> bool:
         with logs.context(object=ref.uri):
             started = time.perf_counter()
@@ -79,8 +115,9 @@ class Pipeline:
                 reason = skip_reason(ref)
                 if reason is not None:
                     raise SkippedObject(reason, f"{ref.uri}: not a log file ({reason}), skipped")
+                self._check_routing(ref)
                 async with limit:
-                    evaluation = await self._evaluate(ref)
+                    evaluation = await self._evaluate(ref, window)
             except SkippedObject as exc:
                 summary.objects_skipped += 1
                 summary.skipped_by_reason[exc.reason] += 1
@@ -88,35 +125,31 @@ class Pipeline:
                 return True
             except Exception as exc:
                 # Anything unforeseen fails this object only; the others carry on.
-                reason = (
-                    exc.reason
-                    if isinstance(exc, ObjectError)
-                    else "worker_crashed"
-                    if isinstance(exc, WorkerCrashed)
-                    else f"internal_{type(exc).__name__}"
-                )
+                reason = _failure_reason(exc)
                 summary.objects_failed += 1
                 summary.failures_by_reason[reason] += 1
                 summary.failed_objects.append(ref.uri)
                 logs.log(logging.ERROR, "object_failed", reason=reason, error=str(exc))
                 return False
             summary.objects += 1
-            summary.records += evaluation.records
-            summary.evaluation_seconds += evaluation.seconds
             lag = _lag_seconds(evaluation.newest_event_time)
             if lag is not None:
                 summary.file_lag_seconds = max(lag, summary.file_lag_seconds or lag)
-            self._log_rule_errors(evaluation, summary)
-            for rule_index, count in evaluation.suppressed_counts.items():
-                summary.suppressed += count
-                summary.suppressed_by_rule[self.config.rules[rule_index].name] += count
-            alerts = [self._alert(match.rule_index, match, ref) for match in evaluation.matches]
-            summary.matches += len(alerts)
-            for alert in alerts:
-                summary.matches_by_rule[alert.rule_name] += 1
+            trail = parse_key(ref.key)
+            path = "local" if ref.bucket is None else "backfill" if ref.backfill else "s3"
+            alerts = [
+                self._alert(
+                    match,
+                    source=ref.uri,
+                    account=trail.account if trail else None,
+                    region=trail.region if trail else None,
+                    path=path,
+                    destinations=ref.destinations,
+                )
+                for match in evaluation.matches
+            ]
             # Delivery runs outside the object limit so the next file is fetched meanwhile.
-            if alerts:
-                await sink(alerts)
+            await self._conclude(evaluation, alerts, sink, summary)
             logs.log(
                 logging.INFO,
                 "object_processed",
@@ -127,27 +160,139 @@ class Pipeline:
             )
             return True
 
-    async def _evaluate(self, ref: ObjectRef) -> Evaluation:
+    async def run_events(
+        self, events: Sequence[CloudTrailEvent], sink: AlertSink, summary: RunSummary
+    ) -> list[CloudTrailEvent]:
+        """Evaluate CloudTrail events delivered inline; return those that failed.
+
+        The same event delivered twice in one batch (EventBridge delivers at least once) is
+        evaluated once. The records go to the pool as a few small log files, one per worker,
+        so a batch uses every worker and a failure costs only its share.
+        """
+        if not events:
+            return []
+        by_event_id: dict[str, list[CloudTrailEvent]] = {}
+        unique: list[CloudTrailEvent] = []
+        for event in events:
+            event_id = event.record.get("eventID")
+            if isinstance(event_id, str) and event_id:
+                if event_id in by_event_id:
+                    by_event_id[event_id].append(event)
+                    continue
+                by_event_id[event_id] = [event]
+            unique.append(event)
+        summary.events += len(events)
+        parts = min(len(unique), self.settings.workers)
+        chunks = [unique[n::parts] for n in range(parts)]
+        failed = await asyncio.gather(*(self._evaluate_events(c, sink, summary) for c in chunks))
+        lost = [event for chunk in failed for event in chunk]
+        # A duplicate shares its original's fate.
+        return [
+            duplicate
+            for event in lost
+            for duplicate in by_event_id.get(event.record.get("eventID") or "", [event])
+        ]
+
+    async def _evaluate_events(
+        self, events: list[CloudTrailEvent], sink: AlertSink, summary: RunSummary
+    ) -> list[CloudTrailEvent]:
+        payload = orjson.dumps({"Records": [event.record for event in events]})
+        try:
+            evaluation = await self.pool.evaluate(payload, self.settings.max_object_bytes)
+        except Exception as exc:
+            reason = _failure_reason(exc)
+            summary.events_failed += len(events)
+            summary.failures_by_reason[reason] += 1
+            logs.log(
+                logging.ERROR,
+                "events_failed",
+                reason=reason,
+                error=str(exc),
+                events=[event.source for event in events],
+            )
+            return events
+        by_event_id = {event.record.get("eventID"): event for event in reversed(events)}
+        alerts = []
+        for match in evaluation.matches:
+            event = by_event_id.get(_event_id(match), events[0])
+            alerts.append(
+                self._alert(
+                    match,
+                    source=event.source,
+                    account=event.account,
+                    region=event.region,
+                    path="eventbridge",
+                )
+            )
+        await self._conclude(evaluation, alerts, sink, summary)
+        logs.log(
+            logging.INFO,
+            "events_processed",
+            events=len(events),
+            matches=len(alerts),
+            rule_errors=evaluation.rule_errors,
+        )
+        return []
+
+    async def _conclude(
+        self, evaluation: Evaluation, alerts: list[Alert], sink: AlertSink, summary: RunSummary
+    ) -> None:
+        """Count an evaluation, log its rule errors, and hand its alerts to the sink."""
+        summary.records += evaluation.records
+        summary.records_out_of_range += evaluation.out_of_range
+        summary.evaluation_seconds += evaluation.seconds
+        self._log_rule_errors(evaluation, summary)
+        for rule_index, count in evaluation.suppressed_counts.items():
+            summary.suppressed += count
+            summary.suppressed_by_rule[self.config.rules[rule_index].name] += count
+        summary.matches += len(alerts)
+        for alert in alerts:
+            summary.matches_by_rule[alert.rule_name] += 1
+        if alerts:
+            await sink(alerts)
+
+    def _check_routing(self, ref: ObjectRef) -> None:
+        unknown = [d for d in ref.destinations or () if d not in self.config.destinations]
+        if unknown:
+            raise ObjectError(
+                "unknown_destination",
+                f"{ref.uri}: its message routes alerts to destinations the config does not "
+                f"define: {', '.join(unknown)}",
+            )
+
+    async def _evaluate(self, ref: ObjectRef, window: EventWindow | None) -> Evaluation:
         s3 = await self.aws.client("s3") if ref.bucket is not None else None
         max_bytes = self.settings.max_object_bytes
         payload = await fetch(ref, s3, max_bytes)
         if not payload:
             raise SkippedObject("empty", f"{ref.uri}: zero-byte object, skipped")
-        return await self.pool.evaluate(payload, max_bytes)
+        return await self.pool.evaluate(payload, max_bytes, window)
 
-    def _alert(self, rule_index: int, match: Match, ref: ObjectRef) -> Alert:
-        rule = self.config.rules[rule_index]
+    def _alert(
+        self,
+        match: Match,
+        *,
+        source: str,
+        account: str | None,
+        region: str | None,
+        path: str,
+        destinations: tuple[str, ...] | None = None,
+    ) -> Alert:
+        rule = self.config.rules[match.rule_index]
         return Alert(
             rule_name=rule.name,
             description=rule.description,
             record=match.record,
             match=match.annotation,
-            source=ref.uri,
-            destinations=rule.destinations,
+            source=source,
+            destinations=rule.destinations if destinations is None else destinations,
             severity=rule.severity,
             title=match.title,
             tags=rule.tags,
             runbook=rule.runbook,
+            account=account,
+            region=region,
+            path=path,
         )
 
     def _log_rule_errors(self, evaluation: Evaluation, summary: RunSummary) -> None:

@@ -163,14 +163,16 @@ class RecordJSON(Mapping[str, Any]):
 
     Most alerts are only encoded again (printed, published, archived), and `json_default`
     lets orjson embed the text as it is, so the main process never decodes those records.
-    `event_id` is read in the worker, for alert ids and dedupe without a decode.
+    `event_id` and `event_time` are read in the worker, for alert ids, dedupe and latency
+    without a decode.
     """
 
-    __slots__ = ("_decoded", "event_id", "json")
+    __slots__ = ("_decoded", "event_id", "event_time", "json")
 
-    def __init__(self, json: bytes, event_id: str = "") -> None:
+    def __init__(self, json: bytes, event_id: str = "", event_time: str = "") -> None:
         self.json = json
         self.event_id = event_id
+        self.event_time = event_time
         self._decoded: dict[str, Any] | None = None
 
     @property
@@ -199,7 +201,7 @@ class RecordJSON(Mapping[str, Any]):
     __hash__ = None  # type: ignore[assignment] # a record is a dict: not hashable either
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (RecordJSON, (self.json, self.event_id))
+        return (RecordJSON, (self.json, self.event_id, self.event_time))
 
     def __repr__(self) -> str:
         return f"RecordJSON({self.json[:60]!r}..., event_id={self.event_id!r})"

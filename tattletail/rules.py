@@ -135,19 +135,27 @@ class Match:
         # only if something reads a field (see RecordJSON).
         record = self.record
         if isinstance(record, RecordJSON):
-            json, event_id = record.json, record.event_id
+            json, event_id, event_time = record.json, record.event_id, record.event_time
         else:
-            json, event_id = orjson.dumps(record), record.get("eventID")
+            json = orjson.dumps(record)
+            event_id, event_time = record.get("eventID"), record.get("eventTime")
         if not isinstance(event_id, str):
             event_id = ""
-        fields = (self.rule_index, json, event_id, self.annotation, self.title)
+        if not isinstance(event_time, str):
+            event_time = ""
+        fields = (self.rule_index, json, event_id, self.annotation, self.title, event_time)
         return (_match_from_json, fields)
 
 
 def _match_from_json(
-    rule_index: int, record_json: bytes, event_id: str, annotation: Any, title: str | None
+    rule_index: int,
+    record_json: bytes,
+    event_id: str,
+    annotation: Any,
+    title: str | None,
+    event_time: str = "",
 ) -> Match:
-    return Match(rule_index, RecordJSON(record_json, event_id), annotation, title)
+    return Match(rule_index, RecordJSON(record_json, event_id, event_time), annotation, title)
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,8 @@ class Evaluation:
     timed_out_rules: list[int] = field(default_factory=list)
     newest_event_time: str | None = None
     seconds: float = 0.0
+    # Records left out by an eventTime window (`scan --since/--until`), not in `records`.
+    out_of_range: int = 0
 
     @property
     def rule_errors(self) -> int:
@@ -179,6 +189,7 @@ class Evaluation:
 
     def merge(self, other: Evaluation) -> None:
         self.records += other.records
+        self.out_of_range += other.out_of_range
         self.timed_out_rules.extend(other.timed_out_rules)
         self.seconds += other.seconds
         if other.newest_event_time is not None and (

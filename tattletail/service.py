@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from tattletail import logs
+from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
 from tattletail.config import Config
+from tattletail.daterange import EventWindow
 from tattletail.dedupe import DedupeTable
 from tattletail.destinations import DeliveryContext
 from tattletail.dispatch import DeliveryPolicy, Dispatcher
+from tattletail.envelope import CloudTrailEvent
 from tattletail.objects import ObjectRef
 from tattletail.pipeline import AlertSink, Pipeline, rule_sources
 from tattletail.ratelimit import TokenBucket
@@ -89,13 +93,30 @@ class Service:
         summary: RunSummary,
         sink: AlertSink | None = None,
         deadline: float | None = None,
+        window: EventWindow | None = None,
     ) -> list[ObjectRef]:
         """Process the objects, delivering alerts to the config's destinations unless a sink
         is given; return the objects that failed. Raises DeliveryIncomplete after everything
         else was done when some alert could not be delivered nor dead-lettered. `deadline` is
-        a time.monotonic() value that retries must not run past."""
+        a time.monotonic() value that retries must not run past; with a `window`, only records
+        whose eventTime is in it are evaluated."""
+        failed, _ = await self.run_all(refs, (), summary, sink, deadline, window)
+        return failed
+
+    async def run_all(
+        self,
+        refs: Sequence[ObjectRef],
+        events: Sequence[CloudTrailEvent],
+        summary: RunSummary,
+        sink: AlertSink | None = None,
+        deadline: float | None = None,
+        window: EventWindow | None = None,
+    ) -> tuple[list[ObjectRef], list[CloudTrailEvent]]:
+        """`run`, for log files and inline CloudTrail events together (one invocation's
+        envelope): one dispatcher, so flood control and deduplication span both. Returns the
+        objects and the events that failed."""
         if sink is not None:
-            return await self.pipeline.run(refs, sink, summary)
+            return await self._run_both(refs, events, sink, summary, window)
         dispatcher = Dispatcher(
             self.config.destinations,
             self.delivery,
@@ -106,9 +127,31 @@ class Service:
             deadline=deadline,
             buckets=self._buckets,
         )
-        failed = await self.pipeline.run(refs, dispatcher.deliver_all, summary)
+
+        async def deliver(alerts: Sequence[Alert]) -> None:
+            await dispatcher.deliver_all(alerts)
+            # Measured once delivered: eventTime to alert, the latency a user sees.
+            now = datetime.now(UTC)
+            for alert in alerts:
+                summary.record_latency(alert.path, alert.event_time, now)
+
+        failed = await self._run_both(refs, events, deliver, summary, window)
         await dispatcher.finish()
         return failed
+
+    async def _run_both(
+        self,
+        refs: Sequence[ObjectRef],
+        events: Sequence[CloudTrailEvent],
+        sink: AlertSink,
+        summary: RunSummary,
+        window: EventWindow | None,
+    ) -> tuple[list[ObjectRef], list[CloudTrailEvent]]:
+        failed_refs, failed_events = await asyncio.gather(
+            self.pipeline.run(refs, sink, summary, window),
+            self.pipeline.run_events(events, sink, summary),
+        )
+        return failed_refs, failed_events
 
     async def aclose(self) -> None:
         await self.delivery.close()

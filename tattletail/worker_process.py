@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tattletail.daterange import EventWindow
 from tattletail.objects import ObjectError, decompress
 from tattletail.records import LogFile
 from tattletail.rules import Evaluation, RuleSet, RuleSource
@@ -39,6 +40,8 @@ class Job:
     skip: frozenset[int] = frozenset()
     # The batch to evaluate rule by rule, announcing each rule (after a timeout).
     isolate_batch: int | None = None
+    # Only records whose eventTime is in it are evaluated (`scan --since/--until`).
+    window: EventWindow | None = None
 
 
 def scrub_environment() -> None:
@@ -92,20 +95,35 @@ def _evaluate_batch(
 ) -> Evaluation:
     stop = start + job.batch_size
     if number == job.isolate_batch:
-        batch = log_file.records(start, stop)
+        batch, outside = _in_window(log_file.records(start, stop), job.window)
         result = rules.evaluate_rule_by_rule(
             batch, job.skip, lambda rule_index: conn.send(("rule", rule_index))
         )
         result.newest_event_time = _newest_event_time(batch)
+        result.out_of_range = outside
         return result
     result = Evaluation()
     # Decoded and evaluated a slice at a time, while its records are in the CPU's caches.
     for first in range(start, stop, EVALUATION_SLICE):
-        records = log_file.records(first, min(first + EVALUATION_SLICE, stop))
+        records, outside = _in_window(
+            log_file.records(first, min(first + EVALUATION_SLICE, stop)), job.window
+        )
         part = rules.evaluate(records, job.skip)
         part.newest_event_time = _newest_event_time(records)
+        part.out_of_range = outside
         result.merge(part)
     return result
+
+
+def _in_window(
+    records: list[dict[str, Any]], window: EventWindow | None
+) -> tuple[list[dict[str, Any]], int]:
+    """The records in the window, and how many were left out."""
+    if window is None:
+        return records, 0
+    contains = window.contains
+    kept = [record for record in records if contains(record.get("eventTime"))]
+    return kept, len(records) - len(kept)
 
 
 def _newest_event_time(records: list[dict[str, Any]]) -> str | None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tattletail.daterange import EventWindow
 from tattletail.objects import ObjectError, SkippedObject
 from tattletail.rules import Evaluation, RuleSource
 from tattletail.worker_process import Job, worker_main
@@ -155,16 +156,19 @@ class WorkerPool:
             raise
         self._workers = workers
 
-    async def evaluate(self, payload: bytes, max_bytes: int) -> Evaluation:
+    async def evaluate(
+        self, payload: bytes, max_bytes: int, window: EventWindow | None = None
+    ) -> Evaluation:
         """Evaluate one log file's bytes.
 
         A batch that overruns the time limit costs its worker (killed and replaced); the batch
         is then re-run rule by rule to find the runaway rule, which is skipped for the rest of
         the file and reported in `timed_out_rules`; every other rule and record is evaluated.
         ObjectError for a bad file; WorkerCrashed if a worker dies or decoding alone overruns.
+        With a window, only records whose eventTime is in it are evaluated.
         """
         total = Evaluation()
-        job = Job(payload, max_bytes, self._batch_size)
+        job = Job(payload, max_bytes, self._batch_size, window=window)
         # Each overrun either names a rule (skipped from then on) or isolates a batch, so this
         # ends after at most two overruns per rule.
         for _ in range(2 * len(self._sources) + 2):
