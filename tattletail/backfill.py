@@ -1,0 +1,280 @@
+"""`tattletail backfill`: send a date range of log files to the deployed function's SQS queue.
+
+The function does the work: each message is an S3 notification for one log file, the shape the
+handler already reads, so the queue's event source mapping runs as many invocations in parallel
+as it allows (`SqsMaximumConcurrency`), each with its partial batch failures and the queue's
+dead-letter queue. This side only lists (`tattletail.listing`), sends (SendMessageBatch, ten
+messages a call, several calls in flight) and records what was sent (`tattletail.checkpoint`).
+
+A message may carry routing for the replay, next to the notification:
+`"tattletail": {"backfill": RUN-ID, "destinations": [ID, ...]}` (see `tattletail.envelope`):
+the function then sends the alerts of that file to those destinations only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote_plus
+
+import orjson
+
+from tattletail.checkpoint import Checkpoint
+from tattletail.envelope import ROUTING_KEY
+from tattletail.listing import Listed, ListingStats, TrailLister
+
+# SendMessageBatch takes at most ten messages.
+BATCH = 10
+SEND_ATTEMPTS = 6
+_RETRYABLE = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "KMS.ThrottlingException",
+    }
+)
+
+
+class BackfillError(Exception):
+    """SQS refused to take the messages; what was sent before is in the checkpoint."""
+
+
+@dataclass
+class BackfillStats:
+    listing: ListingStats = field(default_factory=ListingStats)
+    # Messages this run sent, and keys skipped because an earlier run had sent them.
+    enqueued: int = 0
+    already_enqueued: int = 0
+    units_already_done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def notification(bucket: str, item: Listed, routing: dict[str, Any], now: str) -> str:
+    """One message body: an S3 ObjectCreated notification for the file, as S3 writes them
+    (the key URL-encoded), plus the replay's routing."""
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventTime": now,
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "tattletail-backfill"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "tattletail-backfill",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": quote_plus(item.key, safe="/"), "size": item.size, "eTag": item.etag},
+        },
+    }
+    return orjson.dumps({"Records": [record], ROUTING_KEY: routing}).decode()
+
+
+@dataclass
+class _Batch:
+    seq: int
+    items: list[Listed]
+
+
+class _Unit:
+    """One unit's batches in flight: the checkpoint's `after` moves over a batch only once it
+    and every batch before it were acknowledged."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._next_seq = 0
+        self._first_pending = 0
+        self._acked: dict[int, str] = {}
+        self._listed = False
+
+    def submit(self, items: list[Listed]) -> _Batch:
+        batch = _Batch(self._next_seq, items)
+        self._next_seq += 1
+        return batch
+
+    def ack(self, batch: _Batch) -> tuple[str | None, bool]:
+        """The new `after` when it moved, and whether the unit is now done."""
+        self._acked[batch.seq] = batch.items[-1].key
+        after = None
+        while self._first_pending in self._acked:
+            after = self._acked.pop(self._first_pending)
+            self._first_pending += 1
+        return after, self.done
+
+    def listed(self) -> bool:
+        """Listing finished; whether the unit is now done (nothing in flight)."""
+        self._listed = True
+        return self.done
+
+    @property
+    def done(self) -> bool:
+        return self._listed and self._first_pending == self._next_seq
+
+
+async def enqueue(
+    lister: TrailLister,
+    sqs: Any,
+    queue_url: str,
+    checkpoint: Checkpoint,
+    stats: BackfillStats,
+    destinations: tuple[str, ...] | None = None,
+    concurrency: int = 16,
+) -> None:
+    """List every unit of the range and send each selected file once, skipping what the
+    checkpoint records. BackfillError when SQS refuses; the checkpoint keeps what was sent."""
+    routing: dict[str, Any] = {"backfill": checkpoint.run_id}
+    if destinations:
+        routing["destinations"] = list(destinations)
+    units = await lister.units()
+    queue: asyncio.Queue[tuple[_Unit, _Batch] | None] = asyncio.Queue(maxsize=2 * concurrency)
+
+    async def produce(name: str) -> None:
+        state = checkpoint.unit(name)
+        if state.done:
+            stats.units_already_done += 1
+            lister.stats.units_done += 1
+            return
+        unit = _Unit(name)
+        items: list[Listed] = []
+        async for page in lister.pages(name, start_after=state.after):
+            for item in page:
+                if state.covers(item.key):
+                    stats.already_enqueued += 1
+                    continue
+                items.append(item)
+                if len(items) == BATCH:
+                    await queue.put((unit, unit.submit(items)))
+                    items = []
+        if items:
+            await queue.put((unit, unit.submit(items)))
+        if unit.listed():
+            await checkpoint.record(name, 0, done=True)
+
+    async def send() -> None:
+        while (job := await queue.get()) is not None:
+            unit, batch = job
+            await send_batch(sqs, queue_url, [notification_of(item) for item in batch.items])
+            stats.enqueued += len(batch.items)
+            after, done = unit.ack(batch)
+            sent = None if after is not None else [item.key for item in batch.items]
+            await checkpoint.record(unit.name, len(batch.items), sent, after, done)
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    def notification_of(item: Listed) -> str:
+        return notification(lister.bucket, item, routing, now)
+
+    async def produce_all(senders: int) -> None:
+        await asyncio.gather(*(produce(unit) for unit in units))
+        for _ in range(senders):
+            await queue.put(None)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(send())
+            group.create_task(produce_all(concurrency))
+    except* BackfillError as errors:
+        raise errors.exceptions[0] from None
+
+
+async def send_batch(sqs: Any, queue_url: str, bodies: list[str]) -> None:
+    """SendMessageBatch, retrying the entries SQS failed on its side (and throttling) with
+    backoff; BackfillError for an entry refused for itself or a queue that refuses all."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    entries = [{"Id": str(n), "MessageBody": body} for n, body in enumerate(bodies)]
+    for attempt in range(SEND_ATTEMPTS):
+        try:
+            response = await sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "Unknown"))
+            if code not in _RETRYABLE:
+                message = error.get("Message", "")
+                raise BackfillError(f"SQS SendMessageBatch failed: {code}: {message}") from None
+            failed_ids = {entry["Id"] for entry in entries}
+        except BotoCoreError as exc:
+            raise BackfillError(f"SQS SendMessageBatch failed: {exc}") from None
+        else:
+            failed = response.get("Failed") or []
+            refused = [f for f in failed if f.get("SenderFault")]
+            if refused:
+                first = refused[0]
+                raise BackfillError(
+                    f"SQS refused a message: {first.get('Code')}: {first.get('Message', '')}"
+                )
+            if not failed:
+                return
+            failed_ids = {f["Id"] for f in failed}
+        entries = [entry for entry in entries if entry["Id"] in failed_ids]
+        await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+    raise BackfillError(f"SQS kept failing {len(entries)} messages after {SEND_ATTEMPTS} attempts")
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    waiting: int
+    in_flight: int
+    delayed: int
+
+    @property
+    def total(self) -> int:
+        return self.waiting + self.in_flight + self.delayed
+
+
+async def queue_depth(sqs: Any, queue_url: str) -> QueueDepth:
+    response = await sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )
+    attributes = response.get("Attributes", {})
+    return QueueDepth(
+        int(attributes.get("ApproximateNumberOfMessages", 0)),
+        int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+    )
+
+
+async def wait_drained(
+    sqs: Any,
+    queue_url: str,
+    on_poll: Callable[[QueueDepth], None],
+    interval: float = 5.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Poll the queue until it is empty twice in a row (its counts are approximate)."""
+    empty = 0
+    while empty < 2:
+        depth = await queue_depth(sqs, queue_url)
+        on_poll(depth)
+        empty = empty + 1 if depth.total == 0 else 0
+        if empty < 2:
+            await sleep(interval)
+
+
+def render_listing(stats: BackfillStats) -> str:
+    listing = stats.listing
+    seconds = max(time.monotonic() - stats.started, 1e-9)
+    return (
+        f"prefixes {listing.units_done:,}/{listing.units_total:,}  "
+        f"listed {listing.keys_seen:,}  selected {listing.keys_selected:,}  "
+        f"enqueued {stats.enqueued:,} ({stats.enqueued / seconds:,.0f}/s)"
+        + (f"  already {stats.already_enqueued:,}" if stats.already_enqueued else "")
+    )
+
+
+def render_depth(depth: QueueDepth) -> str:
+    return f"queue: {depth.waiting:,} waiting, {depth.in_flight:,} in flight" + (
+        f", {depth.delayed:,} delayed" if depth.delayed else ""
+    )
