@@ -197,8 +197,13 @@ class Pipeline:
         self, events: list[CloudTrailEvent], sink: AlertSink, summary: RunSummary
     ) -> list[CloudTrailEvent]:
         payload = orjson.dumps({"Records": [event.record for event in events]})
+        max_bytes = self.settings.max_object_bytes
         try:
-            evaluation = await self.pool.evaluate(payload, self.settings.max_object_bytes)
+            if len(payload) > max_bytes:
+                raise ObjectError(
+                    "too_large", f"{len(payload)} bytes of events exceed the limit of {max_bytes}"
+                )
+            evaluation = await self.pool.evaluate(payload, max_bytes)
         except Exception as exc:
             reason = _failure_reason(exc)
             summary.events_failed += len(events)
