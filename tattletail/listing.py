@@ -25,6 +25,8 @@ from tattletail.objects import ObjectRef
 # What `tattletail scan` and a backfill read: CloudTrail writes .json.gz.
 LOG_FILE_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
 DEFAULT_CONCURRENCY = 16
+# How many folder levels above AWSLogs/ are searched for it (a trail's S3 key prefix).
+ABOVE_DEPTH = 3
 
 
 class ListingError(Exception):
@@ -98,6 +100,7 @@ class TrailLister:
         self.time_range = time_range
         self.stats = stats if stats is not None else ListingStats()
         self._limit = asyncio.Semaphore(concurrency)
+        self._awslogs_found = False
 
     async def units(self) -> list[str]:
         """The date prefixes to list, sorted: one per (account, CloudTrail folder, region) and
@@ -124,25 +127,30 @@ class TrailLister:
         self.stats.units_total += len(units)
         return sorted(units)
 
-    async def _walk(self, prefix: str, level: _Level) -> list[str]:
-        """The region folders under a folder at `level`."""
+    async def _walk(self, prefix: str, level: _Level, depth: int = 0) -> list[str]:
+        """The region folders under a folder at `level`. Above AWSLogs/, folders are searched
+        for it down to ABOVE_DEPTH levels (a trail's S3 key prefix: `org-trail/`, `a/b/`)."""
         children = await self._children(prefix)
         walks = []
         for child in children:
             name = child[len(prefix) : -1]
             below = _child_level(level, name)
-            if isinstance(below, str):
+            if below is _Level.AWSLOGS:
+                self._awslogs_found = True
+            if below == "outside_layout" and level is _Level.ABOVE and depth < ABOVE_DEPTH:
+                walks.append(self._walk(child, _Level.ABOVE, depth + 1))
+            elif isinstance(below, str):
                 self.stats.skipped_folders[below] += 1
             elif below is _Level.REGION:
                 walks.append(_done(child))
             else:
                 walks.append(self._walk(child, below))
-        if level is _Level.ABOVE and not walks:
+        found = await asyncio.gather(*walks)
+        if level is _Level.ABOVE and depth == 0 and not self._awslogs_found:
             raise ListingError(
                 f"no AWSLogs/ folder under s3://{self.bucket}/{prefix}: give the trail's "
                 "S3 key prefix (the folder that holds AWSLogs/) or a folder below it"
             )
-        found = await asyncio.gather(*walks)
         return [region for regions in found for region in regions]
 
     async def _children(self, prefix: str) -> list[str]:
