@@ -129,7 +129,7 @@ def test_listing_a_unit_after_a_key_resumes_in_s3_order(moto: Moto, trail: list)
                 await aws.client("s3"),
                 BUCKET,
                 "AWSLogs/",
-                TimeRange.parse("2024-02-20", "2024-03-10"),
+                TimeRange.parse("2024-03-01", "2024-03-31"),
             )
             unit = next(u for u in await lister.units() if u.endswith("2024/03/"))
             everything = [i.key async for page in lister.pages(unit) for i in page]
