@@ -47,6 +47,10 @@ class BackfillError(Exception):
     """SQS refused to take the messages; what was sent before is in the checkpoint."""
 
 
+class Interrupted(BackfillError):
+    """Stopped on request (Ctrl-C) after the calls in flight were recorded."""
+
+
 @dataclass
 class BackfillStats:
     listing: ListingStats = field(default_factory=ListingStats)
@@ -125,14 +129,28 @@ async def enqueue(
     stats: BackfillStats,
     destinations: tuple[str, ...] | None = None,
     concurrency: int = 16,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """List every unit of the range and send each selected file once, skipping what the
-    checkpoint records. BackfillError when SQS refuses; the checkpoint keeps what was sent."""
+    checkpoint records.
+
+    On an error (SQS refuses, a listing fails) or when `stop` is set (Ctrl-C), nothing new is
+    sent, the calls in flight finish and are recorded, and then the error (or Interrupted) is
+    raised: the checkpoint then holds exactly what SQS accepted, and a rerun sends each key
+    once. Only a killed process can leave the calls in flight unrecorded (sent again on resume).
+    """
+    stop = stop or asyncio.Event()
+    errors: list[Exception] = []
     routing: dict[str, Any] = {"backfill": checkpoint.run_id}
     if destinations:
         routing["destinations"] = list(destinations)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     units = await lister.units()
     queue: asyncio.Queue[tuple[_Unit, _Batch] | None] = asyncio.Queue(maxsize=2 * concurrency)
+
+    def failed(exc: Exception) -> None:
+        errors.append(exc)
+        stop.set()
 
     async def produce(name: str) -> None:
         state = checkpoint.unit(name)
@@ -143,6 +161,8 @@ async def enqueue(
         unit = _Unit(name)
         items: list[Listed] = []
         async for page in lister.pages(name, start_after=state.after):
+            if stop.is_set():
+                return
             for item in page:
                 if state.covers(item.key):
                     stats.already_enqueued += 1
@@ -151,37 +171,46 @@ async def enqueue(
                 if len(items) == BATCH:
                     await queue.put((unit, unit.submit(items)))
                     items = []
+        if stop.is_set():
+            return
         if items:
             await queue.put((unit, unit.submit(items)))
         if unit.listed():
             await checkpoint.record(name, 0, done=True)
 
+    async def guarded_produce(name: str) -> None:
+        if stop.is_set():
+            return
+        try:
+            await produce(name)
+        except Exception as exc:  # stop cleanly: the calls in flight still get recorded
+            failed(exc)
+
     async def send() -> None:
         while (job := await queue.get()) is not None:
+            if stop.is_set():
+                continue  # drained without sending, so no producer stays blocked
             unit, batch = job
-            await send_batch(sqs, queue_url, [notification_of(item) for item in batch.items])
-            stats.enqueued += len(batch.items)
-            after, done = unit.ack(batch)
-            sent = None if after is not None else [item.key for item in batch.items]
-            await checkpoint.record(unit.name, len(batch.items), sent, after, done)
+            bodies = [notification(lister.bucket, item, routing, now) for item in batch.items]
+            try:
+                await send_batch(sqs, queue_url, bodies)
+                stats.enqueued += len(batch.items)
+                after, done = unit.ack(batch)
+                sent = None if after is not None else [item.key for item in batch.items]
+                await checkpoint.record(unit.name, len(batch.items), sent, after, done)
+            except Exception as exc:
+                failed(exc)
 
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-    def notification_of(item: Listed) -> str:
-        return notification(lister.bucket, item, routing, now)
-
-    async def produce_all(senders: int) -> None:
-        await asyncio.gather(*(produce(unit) for unit in units))
-        for _ in range(senders):
+    async def produce_all() -> None:
+        await asyncio.gather(*(guarded_produce(unit) for unit in units))
+        for _ in range(concurrency):
             await queue.put(None)
 
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(concurrency):
-                group.create_task(send())
-            group.create_task(produce_all(concurrency))
-    except* BackfillError as errors:
-        raise errors.exceptions[0] from None
+    await asyncio.gather(produce_all(), *(send() for _ in range(concurrency)))
+    if errors:
+        raise errors[0]
+    if stop.is_set():
+        raise Interrupted("interrupted: the batches in flight were sent and recorded")
 
 
 async def send_batch(sqs: Any, queue_url: str, bodies: list[str]) -> None:
@@ -252,15 +281,20 @@ async def wait_drained(
     on_poll: Callable[[QueueDepth], None],
     interval: float = 5.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Poll the queue until it is empty twice in a row (its counts are approximate)."""
+    stop: asyncio.Event | None = None,
+) -> bool:
+    """Poll the queue until it is empty twice in a row (its counts are approximate); False
+    when `stop` was set first (Ctrl-C: stop watching, the function carries on)."""
     empty = 0
     while empty < 2:
+        if stop is not None and stop.is_set():
+            return False
         depth = await queue_depth(sqs, queue_url)
         on_poll(depth)
         empty = empty + 1 if depth.total == 0 else 0
         if empty < 2:
             await sleep(interval)
+    return True
 
 
 def render_listing(stats: BackfillStats) -> str:

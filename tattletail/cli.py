@@ -13,10 +13,11 @@ import contextlib
 import difflib
 import logging
 import os
+import signal
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -41,6 +42,7 @@ from tattletail.summary import RunSummary
 from tattletail.trail_keys import parse_key
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
 VERBOSE_HELP = "log every object (JSON lines on stderr)"
 
 
@@ -378,6 +380,7 @@ async def _backfill(settings: Settings, args: argparse.Namespace, show_progress:
     aws = AwsClients(settings.aws_endpoint_url)
     bar = progress.Progress(0)
     stats = BackfillStats()
+    stop = asyncio.Event()
     try:
         s3, sqs = await aws.client("s3"), await aws.client("sqs")
         checkpoint = await open_checkpoint(location, job, uuid.uuid4().hex, s3)
@@ -385,9 +388,10 @@ async def _backfill(settings: Settings, args: argparse.Namespace, show_progress:
         lister = TrailLister(s3, bucket, prefix, time_range, args.concurrency, stats.listing)
         ticker = _ticker(bar, lambda _: backfill.render_listing(stats), show_progress)
         try:
-            await backfill.enqueue(
-                lister, sqs, args.queue, checkpoint, stats, destinations, args.concurrency
-            )
+            with _first_interrupt_sets(stop, "finishing the SendMessageBatch calls in flight"):
+                await backfill.enqueue(
+                    lister, sqs, args.queue, checkpoint, stats, destinations, args.concurrency, stop
+                )
         finally:
             ticker.cancel()
             bar.close()
@@ -405,12 +409,33 @@ async def _backfill(settings: Settings, args: argparse.Namespace, show_progress:
             "enqueue the rest",
             file=sys.stderr,
         )
-        return EXIT_PARTIAL
+        return EXIT_INTERRUPTED if isinstance(exc, backfill.Interrupted) else EXIT_PARTIAL
     except (ClientError, BotoCoreError) as exc:
         print(f"tattletail: backfill failed: {exc}", file=sys.stderr)
         return EXIT_PARTIAL
     finally:
         await aws.close()
+
+
+@contextlib.contextmanager
+def _first_interrupt_sets(stop: asyncio.Event, doing: str) -> Iterator[None]:
+    """While inside: the first Ctrl-C sets `stop` (a clean stop), the second interrupts."""
+    loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+        print(f"\ntattletail: stopping: {doing} (Ctrl-C again to quit now)", file=sys.stderr)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, Windows
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def _ticker(bar: progress.Progress, line: Callable[[float], str], show: bool) -> asyncio.Task[None]:
@@ -450,14 +475,19 @@ async def _watch_drain(sqs: Any, queue_url: str, bar: progress.Progress, show: b
         elif polls % 12 == 1:
             print(f"tattletail: {backfill.render_depth(depth)}", file=sys.stderr)
 
+    stop = asyncio.Event()
     try:
-        await backfill.wait_drained(sqs, queue_url, on_poll)
+        with _first_interrupt_sets(stop, "no longer watching the queue"):
+            drained = await backfill.wait_drained(sqs, queue_url, on_poll, stop=stop)
     except (ClientError, BotoCoreError) as exc:
         print(f"tattletail: cannot read the queue's depth: {exc}", file=sys.stderr)
         return EXIT_PARTIAL
     finally:
         bar.close()
-    print("tattletail: the queue is empty: every enqueued file was processed", file=sys.stderr)
+    if drained:
+        print("tattletail: the queue is empty: every enqueued file was processed", file=sys.stderr)
+    else:
+        print("tattletail: the function goes on processing the queue", file=sys.stderr)
     return EXIT_OK
 
 
