@@ -22,6 +22,7 @@ twice.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -249,25 +250,33 @@ class S3Checkpoint(Checkpoint):
     ) -> None:
         super().__init__(location, job, state)
         self._s3, self._bucket, self._key = s3, bucket, key
-        self._written = 0.0
+        self._written = time.monotonic()
         self._dirty = True
+        # One PUT at a time, each of the state as it is when it starts: concurrent PUTs could
+        # land out of order and leave an older state last.
+        self._writing = asyncio.Lock()
 
     async def _journal(self, line: dict[str, Any]) -> None:
         self._dirty = True
-        if time.monotonic() - self._written >= S3_FLUSH_SECONDS:
+        if time.monotonic() - self._written >= S3_FLUSH_SECONDS and not self._writing.locked():
             await self.flush()
 
     async def flush(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if not self._dirty:
-            return
-        try:
-            await self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=self._text())
-        except (ClientError, BotoCoreError) as exc:
-            raise CheckpointError(f"cannot write the checkpoint {self.location}: {exc}") from None
-        self._written = time.monotonic()
-        self._dirty = False
+        async with self._writing:
+            if not self._dirty:
+                return
+            self._dirty = False
+            body = self._text()
+            try:
+                await self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=body)
+            except (ClientError, BotoCoreError) as exc:
+                self._dirty = True
+                raise CheckpointError(
+                    f"cannot write the checkpoint {self.location}: {exc}"
+                ) from None
+            self._written = time.monotonic()
 
     async def close(self) -> None:
         await self.flush()
