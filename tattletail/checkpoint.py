@@ -91,12 +91,12 @@ class State:
             return
         unit = self.unit(name)
         self.enqueued += int(line.get("n", 0))
-        sent = line.get("sent")
-        if isinstance(sent, list):
-            unit.sent.update(key for key in sent if isinstance(key, str))
         after = line.get("after")
         if isinstance(after, str):
             unit.advance(after)
+        sent = line.get("sent")
+        if isinstance(sent, list):
+            unit.sent.update(key for key in sent if isinstance(key, str) and not unit.covers(key))
         if line.get("done") is True:
             unit.done, unit.after, unit.sent = True, None, set()
 
