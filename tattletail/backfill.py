@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,8 +27,9 @@ from tattletail.checkpoint import Checkpoint
 from tattletail.envelope import ROUTING_KEY
 from tattletail.listing import Listed, ListingStats, TrailLister
 
-# SendMessageBatch takes at most ten messages.
+# SendMessageBatch takes at most ten messages, of at most 256 KiB in all.
 BATCH = 10
+MAX_BATCH_BYTES = 250_000
 SEND_ATTEMPTS = 6
 _RETRYABLE = frozenset(
     {
@@ -61,29 +62,74 @@ class BackfillStats:
     started: float = field(default_factory=time.monotonic)
 
 
-def notification(bucket: str, item: Listed, routing: dict[str, Any], now: str) -> str:
-    """One message body: an S3 ObjectCreated notification for the file, as S3 writes them
-    (the key URL-encoded), plus the replay's routing."""
-    record = {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "eventTime": now,
-        "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "tattletail-backfill"},
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "tattletail-backfill",
-            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": {"key": quote_plus(item.key, safe="/"), "size": item.size, "eTag": item.etag},
-        },
-    }
-    return orjson.dumps({"Records": [record], ROUTING_KEY: routing}).decode()
+def notification(bucket: str, items: Sequence[Listed], routing: dict[str, Any], now: str) -> str:
+    """One message body: an S3 ObjectCreated notification for the files, as S3 writes them
+    (keys URL-encoded; one record a file), plus the replay's routing."""
+    records = [
+        {
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "eventTime": now,
+            "eventName": "ObjectCreated:Put",
+            "userIdentity": {"principalId": "tattletail-backfill"},
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "tattletail-backfill",
+                "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                "object": {
+                    "key": quote_plus(item.key, safe="/"),
+                    "size": item.size,
+                    "eTag": item.etag,
+                },
+            },
+        }
+        for item in items
+    ]
+    return orjson.dumps({"Records": records, ROUTING_KEY: routing}).decode()
+
+
+def _messages(
+    bucket: str, items: list[Listed], routing: dict[str, Any], now: str, per_message: int
+) -> list[tuple[list[Listed], str]]:
+    """The items as message bodies of up to `per_message` files each, none over SQS's size
+    limit (a message of long keys is split)."""
+    messages = []
+    for start in range(0, len(items), per_message):
+        chunk = items[start : start + per_message]
+        body = notification(bucket, chunk, routing, now)
+        if len(body.encode()) > MAX_BATCH_BYTES and len(chunk) > 1:
+            half = len(chunk) // 2
+            messages += _messages(bucket, chunk[:half], routing, now, half)
+            messages += _messages(bucket, chunk[half:], routing, now, per_message)
+        else:
+            messages.append((chunk, body))
+    return messages
+
+
+def _batches(
+    messages: list[tuple[list[Listed], str]],
+) -> Iterator[tuple[list[Listed], list[str]]]:
+    """Messages grouped for SendMessageBatch: at most ten, at most MAX_BATCH_BYTES in all."""
+    items: list[Listed] = []
+    bodies: list[str] = []
+    size = 0
+    for chunk, body in messages:
+        length = len(body.encode())
+        if bodies and (len(bodies) == BATCH or size + length > MAX_BATCH_BYTES):
+            yield items, bodies
+            items, bodies, size = [], [], 0
+        items += chunk
+        bodies.append(body)
+        size += length
+    if bodies:
+        yield items, bodies
 
 
 @dataclass
 class _Batch:
     seq: int
     items: list[Listed]
+    bodies: list[str]
 
 
 class _Unit:
@@ -97,8 +143,8 @@ class _Unit:
         self._acked: dict[int, str] = {}
         self._listed = False
 
-    def submit(self, items: list[Listed]) -> _Batch:
-        batch = _Batch(self._next_seq, items)
+    def submit(self, items: list[Listed], bodies: list[str]) -> _Batch:
+        batch = _Batch(self._next_seq, items, bodies)
         self._next_seq += 1
         return batch
 
@@ -130,9 +176,11 @@ async def enqueue(
     destinations: tuple[str, ...] | None = None,
     concurrency: int = 16,
     stop: asyncio.Event | None = None,
+    files_per_message: int = 1,
 ) -> None:
     """List every unit of the range and send each selected file once, skipping what the
-    checkpoint records.
+    checkpoint records. A message names `files_per_message` files (one, as S3 does, by
+    default; more make far fewer SQS calls when files are small).
 
     On an error (SQS refuses, a listing fails) or when `stop` is set (Ctrl-C), nothing new is
     sent, the calls in flight finish and are recorded, and then the error (or Interrupted) is
@@ -160,6 +208,12 @@ async def enqueue(
             return
         unit = _Unit(name)
         items: list[Listed] = []
+
+        async def submit() -> None:
+            messages = _messages(lister.bucket, items, routing, now, files_per_message)
+            for batch_items, bodies in _batches(messages):
+                await queue.put((unit, unit.submit(batch_items, bodies)))
+
         async for page in lister.pages(name, start_after=state.after):
             if stop.is_set():
                 return
@@ -168,13 +222,13 @@ async def enqueue(
                     stats.already_enqueued += 1
                     continue
                 items.append(item)
-                if len(items) == BATCH:
-                    await queue.put((unit, unit.submit(items)))
+                if len(items) == BATCH * files_per_message:
+                    await submit()
                     items = []
         if stop.is_set():
             return
         if items:
-            await queue.put((unit, unit.submit(items)))
+            await submit()
         if unit.listed():
             await checkpoint.record(name, 0, done=True)
 
@@ -191,9 +245,8 @@ async def enqueue(
             if stop.is_set():
                 continue  # drained without sending, so no producer stays blocked
             unit, batch = job
-            bodies = [notification(lister.bucket, item, routing, now) for item in batch.items]
             try:
-                await send_batch(sqs, queue_url, bodies)
+                await send_batch(sqs, queue_url, batch.bodies)
                 stats.enqueued += len(batch.items)
                 after, done = unit.ack(batch)
                 sent = None if after is not None else [item.key for item in batch.items]

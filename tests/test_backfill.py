@@ -34,7 +34,7 @@ from tattletail.checkpoint import Job, default_location, open_checkpoint
 from tattletail.cli import main
 from tattletail.daterange import TimeRange
 from tattletail.envelope import open_envelope
-from tattletail.listing import TrailLister
+from tattletail.listing import Listed, TrailLister
 from tests.conftest import Moto
 from tests.lambda_support import LambdaContext
 from tests.trail_support import expected_keys, generate, load, record_for
@@ -146,12 +146,12 @@ def consumed(moto: Moto, queue_url: str, argv: list[str]) -> tuple[int, str, lis
 
 
 def keys_of(messages: list[dict[str, Any]]) -> list[str]:
-    """The log file each message names, read as the handler reads it."""
+    """The log files the messages name, read as the handler reads them."""
     keys = []
     for message in messages:
         refs = open_envelope(sqs_event([message])).refs
-        assert len(refs) == 1 and refs[0].bucket == BUCKET
-        keys.append(refs[0].key)
+        assert refs and {ref.bucket for ref in refs} == {BUCKET}
+        keys.extend(ref.key for ref in refs)
     return keys
 
 
@@ -222,7 +222,8 @@ def scenario(moto_module: Moto, trail: list, tmp_path_factory: pytest.TempPathFa
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(backfill, "send_batch", crashing)
         *first, first_messages = consumed(moto_module, queue_url, argv)
-    *second, second_messages = consumed(moto_module, queue_url, argv)
+    # Resumed naming seven files a message: fewer calls, the same keys.
+    *second, second_messages = consumed(moto_module, queue_url, [*argv, "--files-per-message", "7"])
     config = work / "tattletail.toml"
     config.write_text(RULES)
     return Scenario(
@@ -236,6 +237,22 @@ def scenario(moto_module: Moto, trail: list, tmp_path_factory: pytest.TempPathFa
         half,
         config,
     )
+
+
+def test_a_message_of_long_keys_is_split_under_sqs_size_limit() -> None:
+    items = [Listed("AWSLogs/" + "é" * 1000 + f"/{n}.json.gz", 1, "e") for n in range(100)]
+
+    messages = backfill._messages("b", items, {"backfill": "r"}, "now", 100)
+    batches = list(backfill._batches(messages))
+
+    assert [item for chunk, _ in messages for item in chunk] == items
+    assert all(len(body.encode()) <= backfill.MAX_BATCH_BYTES for _, body in messages)
+    assert all(
+        len(bodies) <= backfill.BATCH
+        and sum(len(b.encode()) for b in bodies) <= backfill.MAX_BATCH_BYTES
+        for _, bodies in batches
+    )
+    assert [item for batch_items, _ in batches for item in batch_items] == items
 
 
 def test_a_crash_halfway_then_a_resume_enqueues_every_key_in_range_once_and_none_outside(
@@ -383,7 +400,9 @@ class RecordingQueue:
         if crash and self.mode == "refused":
             failed = [{"Id": e["Id"], "SenderFault": True, "Code": "Refused"} for e in Entries]
             return {"Successful": [], "Failed": failed}
-        keys = [open_envelope(orjson.loads(e["MessageBody"])).refs[0].key for e in Entries]
+        keys = [
+            ref.key for e in Entries for ref in open_envelope(orjson.loads(e["MessageBody"])).refs
+        ]
         self.accepted.append(keys)
         await asyncio.sleep(0)  # the response travels: other calls run meanwhile
         if crash:
@@ -395,12 +414,24 @@ def small_job(queue: str = "queue") -> Job:
     return Job(SMALL, "AWSLogs/", "2024-05-01", "2024-05-31", queue)
 
 
-async def run_enqueue(s3: Any, location: str, queue: RecordingQueue, concurrency: int) -> None:
+async def run_enqueue(
+    s3: Any, location: str, queue: RecordingQueue, concurrency: int, per_message: int = 1
+) -> None:
     job = small_job()
     checkpoint = await open_checkpoint(location, job, "run", s3)
     lister = TrailLister(s3, SMALL, "AWSLogs/", TimeRange.parse(job.since, job.until))
     try:
-        await enqueue(lister, queue, "queue", checkpoint, BackfillStats(), None, concurrency)
+        await enqueue(
+            lister,
+            queue,
+            "queue",
+            checkpoint,
+            BackfillStats(),
+            None,
+            concurrency,
+            None,
+            per_message,
+        )
     except Killed:
         # The process is gone: none of its tasks runs again, nothing more is written.
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -424,6 +455,7 @@ async def run_enqueue(s3: Any, location: str, queue: RecordingQueue, concurrency
     mode=st.sampled_from(["refused", "killed"]),
     concurrency=st.integers(min_value=1, max_value=6),
     store=st.sampled_from(["local", "s3"]),
+    per_message=st.sampled_from([1, 3, 10]),
 )
 def test_a_resume_after_a_crash_at_any_point_misses_nothing_and_repeats_only_what_was_in_flight(
     runner: tuple[asyncio.Runner, Any],
@@ -433,6 +465,7 @@ def test_a_resume_after_a_crash_at_any_point_misses_nothing_and_repeats_only_wha
     mode: str,
     concurrency: int,
     store: str,
+    per_message: int,
 ) -> None:
     loop, s3 = runner
     expected = expected_keys(small_trail, date(2024, 5, 1), date(2024, 5, 31))
@@ -442,10 +475,14 @@ def test_a_resume_after_a_crash_at_any_point_misses_nothing_and_repeats_only_wha
         location = f"s3://{SMALL}/checkpoints/{uuid.uuid4().hex}.jsonl"
     crashing = RecordingQueue(crash_at, mode)
 
-    with pytest.raises((BackfillError, Killed)):
-        loop.run(run_enqueue(s3, location, crashing, concurrency))
+    try:
+        loop.run(run_enqueue(s3, location, crashing, concurrency, per_message))
+        crashed = False
+    except (BackfillError, Killed):
+        crashed = True
+    assert crashed == (crashing.calls >= crash_at)  # fewer calls than crash_at: no crash
     resumed = RecordingQueue(None, mode)
-    loop.run(run_enqueue(s3, location, resumed, concurrency))
+    loop.run(run_enqueue(s3, location, resumed, concurrency, per_message))
 
     before = [key for batch in crashing.accepted for key in batch]
     after = [key for batch in resumed.accepted for key in batch]
@@ -456,7 +493,7 @@ def test_a_resume_after_a_crash_at_any_point_misses_nothing_and_repeats_only_wha
         assert not repeated
     elif store == "local":
         # Killed: only the calls SQS accepted while the process died come again.
-        assert sum(repeated.values()) <= concurrency * backfill.BATCH
+        assert sum(repeated.values()) <= concurrency * backfill.BATCH * per_message
     # (An s3:// checkpoint is written every few seconds: a killed run repeats those seconds.)
     assert max(Counter(after).values(), default=1) == 1
 

@@ -328,7 +328,7 @@ def test_a_backfill_message_names_its_file_and_its_routing() -> None:
 
     body = notification(
         BUCKET,
-        Listed("AWSLogs/1/CloudTrail/a b+c.json.gz", 10, '"e"'),
+        [Listed("AWSLogs/1/CloudTrail/a b+c.json.gz", 10, '"e"')],
         {"backfill": "run-7", "destinations": ["Archive"]},
         "2024-01-01T00:00:00.000Z",
     )
@@ -346,7 +346,7 @@ def test_any_key_survives_the_backfill_notification_round_trip(key: str) -> None
     from tattletail.backfill import notification
     from tattletail.listing import Listed
 
-    body = notification(BUCKET, Listed(key, 1, ""), {"backfill": "r"}, "2024-01-01T00:00:00Z")
+    body = notification(BUCKET, [Listed(key, 1, "")], {"backfill": "r"}, "2024-01-01T00:00:00Z")
     [ref] = open_envelope(
         {"Records": [{"messageId": "m", "eventSource": "aws:sqs", "body": body}]}
     ).refs
