@@ -140,6 +140,9 @@ destinations = ["Hook"]
 id = "Hook"
 type = "webhook"
 url = "{receiver.url}"
+# The webhook's default pacing (10 a second) would be measured instead of the pipeline.
+rate_limit = 1000
+rate_burst = 1000
 """
     )
     saved = dict(os.environ)

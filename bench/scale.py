@@ -103,7 +103,7 @@ def table(file_bytes: float) -> list[str]:
         rows.append(
             f"| {label} | {first.files:,} | {first.invocations:,} | {first.gb_seconds:,.0f} | "
             f"{first.lambda_dollars:,.2f} | {first.get_dollars:,.2f} | "
-            + " | ".join(f"{e.minutes:,.1f}" for e in at)
+            + " | ".join(f"{e.minutes:,.1f}" if e.minutes >= 1 else f"{e.minutes:.2f}" for e in at)
             + " |"
         )
     return rows
