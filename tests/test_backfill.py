@@ -37,7 +37,7 @@ from tattletail.envelope import open_envelope
 from tattletail.listing import Listed, TrailLister
 from tests.conftest import Moto
 from tests.lambda_support import LambdaContext
-from tests.trail_support import expected_keys, generate, load, record_for
+from tests.trail_support import expected_keys, generate, load, record_for, s3_on_one_loop
 
 BUCKET = "org-trail"
 FIRST, LAST = date(2023, 9, 1), date(2024, 8, 31)
@@ -371,12 +371,8 @@ def small_trail(moto_module: Moto) -> list:
 
 @pytest.fixture(scope="module")
 def runner(moto_module: Moto) -> Iterator[tuple[asyncio.Runner, Any]]:
-    """One event loop and one S3 client for the crash-point examples."""
-    with asyncio.Runner() as loop:
-        aws = AwsClients(moto_module.endpoint)
-        s3 = loop.run(aws.client("s3"))
-        yield loop, s3
-        loop.run(aws.close())
+    with s3_on_one_loop(moto_module) as pair:
+        yield pair
 
 
 class Killed(BaseException):

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from tattletail.aws import AwsClients
 from tattletail.daterange import TimeRange
 from tattletail.listing import ListingError, ListingStats, TrailLister, key_selected, select_objects
 from tests.conftest import Moto
-from tests.trail_support import ORG, accounts, expected_keys, generate, load
+from tests.trail_support import ORG, accounts, expected_keys, generate, load, s3_on_one_loop
 
 BUCKET = "listing-trail"
 OTHER_BUCKET = "listing-trail-prefixed"
@@ -32,12 +31,8 @@ def moto_module(moto_server: Moto) -> Moto:
 
 @pytest.fixture(scope="module")
 def s3(moto_module: Moto) -> Iterator[tuple[asyncio.Runner, Any]]:
-    """One event loop and one S3 client for the module: making a client costs half a second."""
-    with asyncio.Runner() as runner:
-        aws = AwsClients(moto_module.endpoint)
-        client = runner.run(aws.client("s3"))
-        yield runner, client
-        runner.run(aws.close())
+    with s3_on_one_loop(moto_module) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

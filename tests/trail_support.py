@@ -5,15 +5,18 @@ the moto server's S3 backend directly (ten thousand PUTs over HTTP would take mo
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import orjson
 
+from tattletail.aws import AwsClients
 from tests.conftest import Moto
 
 ORG = "o-t3st0rg1d0"
@@ -139,3 +142,15 @@ def load(moto: Moto, bucket: str, objects: Iterable[TrailObject]) -> None:
 def expected_keys(objects: Iterable[TrailObject], first: date, last: date) -> set[str]:
     """The reference selection: evaluated files whose key is dated in first..last."""
     return {o.key for o in objects if o.evaluated and o.day is not None and first <= o.day <= last}
+
+
+@contextmanager
+def s3_on_one_loop(moto: Moto) -> Iterator[tuple[asyncio.Runner, Any]]:
+    """One event loop and one S3 client for a whole module: making a client costs half a
+    second, which tests that list many times would pay each time."""
+    with asyncio.Runner() as runner:
+        aws = AwsClients(moto.endpoint)
+        try:
+            yield runner, runner.run(aws.client("s3"))
+        finally:
+            runner.run(aws.close())
