@@ -13,6 +13,17 @@ from tattletail.records import RecordJSON, plain
 
 
 @dataclass(frozen=True)
+class Aggregate:
+    """What a rule with memory counted for an alert (tattletail.state): its kind (threshold,
+    distinct, dedup, sequence), the alert's id, the same in every invocation that decides or
+    retries it, and what it counted (count, window, group, first and last eventIDs, ...)."""
+
+    kind: str
+    id: str
+    info: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Alert:
     """One rule's match on one record.
 
@@ -34,6 +45,8 @@ class Alert:
     runbook: str | None = None
     # Set on the one alert that stands for many held back by flood control.
     flood_summary: dict[str, Any] | None = None
+    # Set on an alert of a rule with memory; shown under its kind in the message.
+    aggregate: Aggregate | None = None
     # Where the event happened, from the log file's key or the EventBridge event (None when
     # neither tells).
     account: str | None = None
@@ -60,7 +73,8 @@ class Alert:
     def alert_id(self, destination_id: str) -> str:
         """Deterministic across retries, re-deliveries and trigger paths: the same rule, event
         and destination always give the same id (the dedupe key, PagerDuty's dedup_key)."""
-        key = "\x1f".join((self.rule_name, self.event_id or self._record_digest(), destination_id))
+        event = self.aggregate.id if self.aggregate else self.event_id or self._record_digest()
+        key = "\x1f".join((self.rule_name, event, destination_id))
         return hashlib.sha256(key.encode()).hexdigest()[:32]
 
     def _record_digest(self) -> str:
@@ -96,6 +110,8 @@ class Alert:
             message["region"] = self.region
         if self.flood_summary is not None:
             message["flood_summary"] = self.flood_summary
+        if self.aggregate is not None:
+            message[self.aggregate.kind] = dict(self.aggregate.info)
         return message
 
     def pretty_record(self) -> str:

@@ -312,7 +312,7 @@ async def _scan(
         loaded: Config = await config_source.load(settings, s3, config_path)
         loaded = select_rules(loaded, scope.rules)
         refs, missing = await _expand(paths, aws, scope.time_range)
-        service = Service(settings, loaded, aws)
+        service = Service(settings, loaded, aws, local=True)
         summary = RunSummary()
         bar = progress.Progress(len(refs))
         ticker = (
@@ -345,6 +345,12 @@ async def _scan(
         f"{summary.alerts_sent} alerts sent, "
         f"{summary.alerts_failed} failed, {summary.rule_errors} rule errors, "
         f"{summary.objects_skipped} skipped, {summary.objects_failed + len(missing)} failed inputs"
+        + (
+            f"; rules with memory: {summary.stateful_alerts} alerts, {summary.state_held} "
+            "matches held by dedup"
+            if any(rule.stateful is not None for rule in loaded.rules)
+            else ""
+        )
         + (
             f", {summary.records_out_of_range} records outside --since/--until"
             if window is not None
@@ -520,15 +526,22 @@ def summary_table(loaded: Config, summary: RunSummary, principals: dict[str, set
     """`scan --summary`: how noisy each enabled rule is over the scanned files, noisiest first.
 
     matches counts every record the rule matched, suppressed or not; alerts the matches left
-    after `suppress`; principals the distinct userIdentity.arn of those alerts.
+    after `suppress` (for a rule with memory, the alerts it decided; for a step rule with alert
+    = false, none); principals the distinct userIdentity.arn of those alerts.
     """
     rows = []
     for rule in loaded.rules:
         if not rule.enabled:
             continue
-        alerts = summary.matches_by_rule[rule.name]
         suppressed = summary.suppressed_by_rule[rule.name]
-        matches = alerts + suppressed
+        matches = summary.matches_by_rule[rule.name] + suppressed
+        alerts = (
+            summary.stateful_alerts_by_rule[rule.name]
+            if rule.stateful is not None
+            else summary.matches_by_rule[rule.name]
+            if rule.alert
+            else 0
+        )
         share = 100 * matches / summary.records if summary.records else 0.0
         cells = (matches, suppressed, alerts, summary.rule_errors_by_rule[rule.name])
         rows.append(

@@ -73,6 +73,10 @@ def documents(
         "EventsFailed": (summary.events_failed, "Count"),
         "MessagesRejected": (summary.messages_rejected, "Count"),
         "EvaluationSeconds": (round(summary.evaluation_seconds, 6), "Seconds"),
+        "StatefulAlerts": (summary.stateful_alerts, "Count"),
+        "StateHeld": (summary.state_held, "Count"),
+        "StateRequests": (sum(summary.state_calls.values()), "Count"),
+        "StateConflicts": (summary.state_conflicts, "Count"),
     }
     if summary.file_lag_seconds is not None:
         totals["FileLagSeconds"] = (round(summary.file_lag_seconds, 3), "Seconds")
@@ -80,6 +84,7 @@ def documents(
     per_dimension: list[tuple[str, str, Mapping[str, int]]] = [
         ("Rule", "Matches", summary.matches_by_rule),
         ("Rule", "RuleErrors", summary.rule_errors_by_rule),
+        ("Rule", "StatefulAlerts", summary.stateful_alerts_by_rule),
         ("Reason", "ObjectsSkipped", summary.skipped_by_reason),
         ("Reason", "ObjectsFailed", summary.failures_by_reason),
         ("Destination", "AlertsSent", summary.sent_by_destination),

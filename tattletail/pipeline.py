@@ -1,9 +1,12 @@
-"""The pipeline: objects -> records -> rules -> alerts -> a sink (the dispatcher, or a printer).
+"""The pipeline: objects -> records -> rules -> state -> alerts -> a sink (the dispatcher, or a
+printer).
 
 Fetching and delivery are asyncio; gunzip, decode and rule evaluation happen in the worker pool.
-A bad object is logged, counted and skipped; the other objects carry on. CloudTrail events that
-EventBridge delivered inline skip the object stage: their records go to the same worker pool
-and rules as one small log file.
+A bad object is logged, counted and skipped; the other objects carry on. Matches of rules with
+memory go through the state stage (tattletail.state) after the object's other alerts were
+delivered; when the state cannot be read or written the object fails, so it comes back.
+CloudTrail events that EventBridge delivered inline skip the object stage: their records go to
+the same worker pool, rules and state stage as one small log file.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
@@ -26,13 +30,16 @@ from tattletail.objects import ObjectError, ObjectRef, SkippedObject, fetch, ski
 from tattletail.records import RecordJSON
 from tattletail.rules import Evaluation, Match, RuleSource
 from tattletail.settings import Settings
+from tattletail.state import StatePlan, StateStage
+from tattletail.state.store import StateError
 from tattletail.summary import RunSummary
 from tattletail.trail_keys import parse_key
 from tattletail.workers import WorkerCrashed, WorkerPool
 
 # Takes every alert of one object at once: a printer writes them in one go, the dispatcher
-# fans them out concurrently; no task per alert where none is needed.
-AlertSink = Callable[[Sequence[Alert]], Awaitable[None]]
+# fans them out concurrently; no task per alert where none is needed. It may say, per alert,
+# whether it was delivered (the state stage settles its alerts by it); None means all were.
+AlertSink = Callable[[Sequence[Alert]], Awaitable[Sequence[bool] | None]]
 
 
 def _lag_seconds(event_time: str | None) -> float | None:
@@ -55,6 +62,13 @@ def _failure_reason(exc: Exception) -> str:
     return f"internal_{type(exc).__name__}"
 
 
+def _routed(sink: AlertSink, destinations: tuple[str, ...]) -> AlertSink:
+    async def routed(alerts: Sequence[Alert]) -> Sequence[bool] | None:
+        return await sink([replace(alert, destinations=destinations) for alert in alerts])
+
+    return routed
+
+
 def _event_id(match: Match) -> str | None:
     record = match.record
     if isinstance(record, RecordJSON):
@@ -63,15 +77,19 @@ def _event_id(match: Match) -> str | None:
     return event_id if isinstance(event_id, str) else None
 
 
-def rule_sources(config: Config) -> list[RuleSource]:
-    """Every rule, disabled ones included, so that a match's rule_index is its config index."""
+def rule_sources(config: Config, plan: StatePlan | None = None) -> list[RuleSource]:
+    """Every rule, disabled ones included, so that a match's rule_index is its config index.
+    A sequence rule has no jq of its own (its steps' rules match for it): workers skip it."""
+    plan = plan if plan is not None else StatePlan.of(config)
     return [
         RuleSource(
             rule.name,
             rule.jq_match,
-            enabled=rule.enabled,
+            enabled=rule.enabled and bool(rule.jq_match),
             title=rule.title,
             suppressions=rule.suppressions,
+            stateful=rule.index in plan.consumers,
+            keys=plan.keys.get(rule.index, ()),
         )
         for rule in config.rules
     ]
@@ -91,13 +109,15 @@ class Pipeline:
         refs: Sequence[ObjectRef],
         sink: AlertSink,
         summary: RunSummary,
+        state: StateStage | None = None,
         window: EventWindow | None = None,
     ) -> list[ObjectRef]:
         """Process every object; return those that failed (skipped objects are not failures).
+        `state` takes the matches of rules with memory (required when the config has some).
         With a window, only records whose eventTime is in it are evaluated."""
         limit = asyncio.Semaphore(self.settings.object_concurrency)
         outcomes = await asyncio.gather(
-            *(self._process(ref, sink, summary, limit, window) for ref in refs)
+            *(self._process(ref, sink, summary, limit, state, window) for ref in refs)
         )
         return [ref for ref, ok in zip(refs, outcomes, strict=True) if not ok]
 
@@ -107,6 +127,7 @@ class Pipeline:
         sink: AlertSink,
         summary: RunSummary,
         limit: asyncio.Semaphore,
+        state: StateStage | None,
         window: EventWindow | None,
     ) -> bool:
         with logs.context(object=ref.uri):
@@ -125,20 +146,16 @@ class Pipeline:
                 return True
             except Exception as exc:
                 # Anything unforeseen fails this object only; the others carry on.
-                reason = _failure_reason(exc)
-                summary.objects_failed += 1
-                summary.failures_by_reason[reason] += 1
-                summary.failed_objects.append(ref.uri)
-                logs.log(logging.ERROR, "object_failed", reason=reason, error=str(exc))
+                self._failed(ref, _failure_reason(exc), str(exc), summary)
                 return False
-            summary.objects += 1
             lag = _lag_seconds(evaluation.newest_event_time)
             if lag is not None:
                 summary.file_lag_seconds = max(lag, summary.file_lag_seconds or lag)
             trail = parse_key(ref.key)
             path = "local" if ref.bucket is None else "backfill" if ref.backfill else "s3"
-            alerts = [
-                self._alert(
+
+            def alert(match: Match) -> Alert:
+                return self._alert(
                     match,
                     source=ref.uri,
                     account=trail.account if trail else None,
@@ -146,22 +163,33 @@ class Pipeline:
                     path=path,
                     destinations=ref.destinations,
                 )
-                for match in evaluation.matches
-            ]
+
+            # A replay's routing applies to the alerts of rules with memory too.
+            routed = sink if ref.destinations is None else _routed(sink, ref.destinations)
             # Delivery runs outside the object limit so the next file is fetched meanwhile.
-            await self._conclude(evaluation, alerts, sink, summary)
+            try:
+                await self._conclude(evaluation, alert, routed, summary, state, ref.uri)
+            except StateError as exc:
+                # Its other alerts went out; its matches count once when it comes back.
+                self._failed(ref, exc.reason, str(exc), summary)
+                return False
+            summary.objects += 1
             logs.log(
                 logging.INFO,
                 "object_processed",
                 records=evaluation.records,
-                matches=len(alerts),
+                matches=len(evaluation.matches),
                 rule_errors=evaluation.rule_errors,
                 seconds=round(time.perf_counter() - started, 3),
             )
             return True
 
     async def run_events(
-        self, events: Sequence[CloudTrailEvent], sink: AlertSink, summary: RunSummary
+        self,
+        events: Sequence[CloudTrailEvent],
+        sink: AlertSink,
+        summary: RunSummary,
+        state: StateStage | None = None,
     ) -> list[CloudTrailEvent]:
         """Evaluate CloudTrail events delivered inline; return those that failed.
 
@@ -184,7 +212,9 @@ class Pipeline:
         summary.events += len(events)
         parts = min(len(unique), self.settings.workers)
         chunks = [unique[n::parts] for n in range(parts)]
-        failed = await asyncio.gather(*(self._evaluate_events(c, sink, summary) for c in chunks))
+        failed = await asyncio.gather(
+            *(self._evaluate_events(chunk, sink, summary, state) for chunk in chunks)
+        )
         lost = [event for chunk in failed for event in chunk]
         # A duplicate shares its original's fate.
         return [
@@ -194,18 +224,36 @@ class Pipeline:
         ]
 
     async def _evaluate_events(
-        self, events: list[CloudTrailEvent], sink: AlertSink, summary: RunSummary
+        self,
+        events: list[CloudTrailEvent],
+        sink: AlertSink,
+        summary: RunSummary,
+        state: StateStage | None,
     ) -> list[CloudTrailEvent]:
         payload = orjson.dumps({"Records": [event.record for event in events]})
         max_bytes = self.settings.max_object_bytes
+        by_event_id = {event.record.get("eventID"): event for event in reversed(events)}
+
+        def alert(match: Match) -> Alert:
+            event = by_event_id.get(_event_id(match), events[0])
+            return self._alert(
+                match,
+                source=event.source,
+                account=event.account,
+                region=event.region,
+                path="eventbridge",
+            )
+
         try:
             if len(payload) > max_bytes:
                 raise ObjectError(
                     "too_large", f"{len(payload)} bytes of events exceed the limit of {max_bytes}"
                 )
             evaluation = await self.pool.evaluate(payload, max_bytes)
+            source = events[0].source if len(events) == 1 else f"{len(events)} EventBridge events"
+            await self._conclude(evaluation, alert, sink, summary, state, source)
         except Exception as exc:
-            reason = _failure_reason(exc)
+            reason = exc.reason if isinstance(exc, StateError) else _failure_reason(exc)
             summary.events_failed += len(events)
             summary.failures_by_reason[reason] += 1
             logs.log(
@@ -216,33 +264,26 @@ class Pipeline:
                 events=[event.source for event in events],
             )
             return events
-        by_event_id = {event.record.get("eventID"): event for event in reversed(events)}
-        alerts = []
-        for match in evaluation.matches:
-            event = by_event_id.get(_event_id(match), events[0])
-            alerts.append(
-                self._alert(
-                    match,
-                    source=event.source,
-                    account=event.account,
-                    region=event.region,
-                    path="eventbridge",
-                )
-            )
-        await self._conclude(evaluation, alerts, sink, summary)
         logs.log(
             logging.INFO,
             "events_processed",
             events=len(events),
-            matches=len(alerts),
+            matches=len(evaluation.matches),
             rule_errors=evaluation.rule_errors,
         )
         return []
 
     async def _conclude(
-        self, evaluation: Evaluation, alerts: list[Alert], sink: AlertSink, summary: RunSummary
+        self,
+        evaluation: Evaluation,
+        alert: Callable[[Match], Alert],
+        sink: AlertSink,
+        summary: RunSummary,
+        state: StateStage | None,
+        source: str,
     ) -> None:
-        """Count an evaluation, log its rule errors, and hand its alerts to the sink."""
+        """Count an evaluation, log its rule errors, hand its alerts to the sink, then its
+        matches of rules with memory to the state stage (StateError when that fails)."""
         summary.records += evaluation.records
         summary.records_out_of_range += evaluation.out_of_range
         summary.evaluation_seconds += evaluation.seconds
@@ -250,11 +291,21 @@ class Pipeline:
         for rule_index, count in evaluation.suppressed_counts.items():
             summary.suppressed += count
             summary.suppressed_by_rule[self.config.rules[rule_index].name] += count
-        summary.matches += len(alerts)
-        for alert in alerts:
-            summary.matches_by_rule[alert.rule_name] += 1
+        rules = self.config.rules
+        summary.matches += len(evaluation.matches)
+        for match in evaluation.matches:
+            summary.matches_by_rule[rules[match.rule_index].name] += 1
+        alerts = [
+            alert(match)
+            for match in evaluation.matches
+            if rules[match.rule_index].alert and rules[match.rule_index].stateful is None
+        ]
         if alerts:
             await sink(alerts)
+        if state is not None:
+            feeding = [match for match in evaluation.matches if state.feeds(match)]
+            if feeding:
+                await state.process(source, feeding, sink)
 
     def _check_routing(self, ref: ObjectRef) -> None:
         unknown = [d for d in ref.destinations or () if d not in self.config.destinations]
@@ -264,6 +315,12 @@ class Pipeline:
                 f"{ref.uri}: its message routes alerts to destinations the config does not "
                 f"define: {', '.join(unknown)}",
             )
+
+    def _failed(self, ref: ObjectRef, reason: str, error: str, summary: RunSummary) -> None:
+        summary.objects_failed += 1
+        summary.failures_by_reason[reason] += 1
+        summary.failed_objects.append(ref.uri)
+        logs.log(logging.ERROR, "object_failed", reason=reason, error=error)
 
     async def _evaluate(self, ref: ObjectRef, window: EventWindow | None) -> Evaluation:
         s3 = await self.aws.client("s3") if ref.bucket is not None else None

@@ -74,6 +74,11 @@ class RuleSource:
     enabled: bool = True
     title: str | None = None
     suppressions: tuple[Suppression, ...] = ()
+    # Matches feed a rule with memory (tattletail.state): each carries its eventTime and the
+    # first outputs of `keys` (group_by, field, key: jq expressions), evaluated here, in the
+    # worker, so the main process runs no jq.
+    stateful: bool = False
+    keys: tuple[str, ...] = ()
 
 
 def interpret(first_output: Any, record: dict[str, Any]) -> tuple[bool, Any]:
@@ -121,6 +126,14 @@ def libjq_first_output(program: Any, record_text: str) -> Any:
 
 
 @dataclass(frozen=True)
+class KeyFailure:
+    """A state key whose expression raised on the record (the error is counted and sampled
+    as the rule's): the rules with memory that need it leave the match out."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Match:
     rule_index: int
     # A dict where the rules ran; a RecordJSON once it has crossed to the main process.
@@ -128,6 +141,10 @@ class Match:
     annotation: Any
     # The first output of the rule's `title` expression, when it is a string.
     title: str | None = None
+    # For a stateful source (RuleSource.stateful): the first output of each of its `keys`
+    # (None for no output, a KeyFailure for an error), and the record's eventTime.
+    keys: tuple[Any, ...] = ()
+    event_time: str | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Matches cross from a worker to the main process as JSON text: orjson writes a record
@@ -135,15 +152,24 @@ class Match:
         # only if something reads a field (see RecordJSON).
         record = self.record
         if isinstance(record, RecordJSON):
-            json, event_id, event_time = record.json, record.event_id, record.event_time
+            json, event_id, record_time = record.json, record.event_id, record.event_time
         else:
             json = orjson.dumps(record)
-            event_id, event_time = record.get("eventID"), record.get("eventTime")
+            event_id, record_time = record.get("eventID"), record.get("eventTime")
         if not isinstance(event_id, str):
             event_id = ""
-        if not isinstance(event_time, str):
-            event_time = ""
-        fields = (self.rule_index, json, event_id, self.annotation, self.title, event_time)
+        if not isinstance(record_time, str):
+            record_time = ""
+        fields = (
+            self.rule_index,
+            json,
+            event_id,
+            self.annotation,
+            self.title,
+            self.keys,
+            self.event_time,
+            record_time,
+        )
         return (_match_from_json, fields)
 
 
@@ -153,9 +179,12 @@ def _match_from_json(
     event_id: str,
     annotation: Any,
     title: str | None,
-    event_time: str = "",
+    keys: tuple[Any, ...] = (),
+    event_time: str | None = None,
+    record_time: str = "",
 ) -> Match:
-    return Match(rule_index, RecordJSON(record_json, event_id, event_time), annotation, title)
+    record = RecordJSON(record_json, event_id, record_time)
+    return Match(rule_index, record, annotation, title, keys, event_time)
 
 
 @dataclass(frozen=True)
@@ -385,6 +414,8 @@ class CompiledRule:
         self.suppressions = tuple(
             (s, _Program(s.match, validated=validated)) for s in source.suppressions
         )
+        self.stateful = source.stateful
+        self.keys = tuple((key, _Program(key, validated=validated)) for key in source.keys)
 
 
 class _LazyText:
@@ -631,7 +662,41 @@ def _record_match(
             _count_error(rule, record, f"title: {exc}", result)
         else:
             title = output if isinstance(output, str) else None
-    result.matches.append(Match(rule.index, record, annotation, title))
+    if not rule.stateful:
+        result.matches.append(Match(rule.index, record, annotation, title))
+        return
+    keys = tuple(
+        _key_value(rule, source, program, record, text, result) for source, program in rule.keys
+    )
+    event_time = record.get("eventTime")
+    result.matches.append(
+        Match(
+            rule.index,
+            record,
+            annotation,
+            title,
+            keys,
+            event_time if isinstance(event_time, str) else None,
+        )
+    )
+
+
+def _key_value(
+    rule: CompiledRule,
+    source: str,
+    program: _Program,
+    record: dict[str, Any],
+    text: _LazyText,
+    result: Evaluation,
+) -> Any:
+    """A state key's first output on a matched record: None for no output, a KeyFailure
+    (counted as the rule's error) when it raises."""
+    try:
+        output = program.first_output(record, text)
+    except RuleRuntimeError as exc:
+        _count_error(rule, record, f"state key {source}: {exc}", result)
+        return KeyFailure(str(exc))
+    return None if output is NO_OUTPUT else output
 
 
 def _suppressed(

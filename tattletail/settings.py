@@ -160,6 +160,28 @@ class Settings:
         "How long a sent alert's id is remembered.",
         7 * 24 * 3600.0,
     )
+    state_table: str = _var(
+        "TATTLETAIL_STATE_TABLE",
+        _text,
+        "DynamoDB table (partition key pk, TTL attribute expires_at) holding the state of rules "
+        "with memory (threshold, distinct, dedup, sequence); required in Lambda when the config "
+        "has such rules. The CLI always keeps state in memory.",
+        "",
+    )
+    state_retention: float = _var(
+        "TATTLETAIL_STATE_RETENTION",
+        _positive_float,
+        "Seconds state is kept after its window, period or sequence ends (the TTL): longer than "
+        "any redelivery of a log file, so a retried file counts nothing twice.",
+        86400.0,
+    )
+    state_lateness: float = _var(
+        "TATTLETAIL_STATE_LATENESS",
+        _positive_float,
+        "Seconds a record may arrive after a newer one of its sequence and still complete it "
+        "(CloudTrail delivers most files within 15 minutes).",
+        3600.0,
+    )
     max_object_bytes: int = _var(
         "TATTLETAIL_MAX_OBJECT_BYTES",
         _positive_int,

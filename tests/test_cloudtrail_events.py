@@ -383,7 +383,7 @@ def pack_matches(events: list[Any], refs: list[ObjectRef]) -> set[tuple[str, str
     import asyncio
 
     settings = Settings.from_env({"TATTLETAIL_WORKERS": "2"})
-    service = Service(settings, load_file(PACK), AwsClients(""))
+    service = Service(settings, load_file(PACK), AwsClients(""), local=True)
     found: set[tuple[str, str, str]] = set()
 
     async def collect(alerts: Any) -> None:

@@ -137,9 +137,15 @@ def test_no_rule_matches_more_than_2_percent_of_the_invictus_records(
     records = sum(len(records_of(path)) for path in INVICTUS.glob("*.json"))
     assert lines[-1].startswith(f"{records} records in ")
     name_width = lines[0].index("severity")
-    matches = {line[:name_width].rstrip(): int(line.split()[-6]) for line in lines[1:-1]}
-    assert set(matches) == {rule.name for rule in pack.rules}
-    noisy = {name: n for name, n in matches.items() if n > NOISE_BAR * records}
+    columns = {line[:name_width].rstrip(): line.split()[-6:] for line in lines[1:-1]}
+    assert set(columns) == {rule.name for rule in pack.rules}
+    # A rule with memory counts its matches to alert on a few: its noise is its alerts.
+    noise = {
+        rule.name: int(columns[rule.name][2 if rule.stateful else 0])
+        for rule in pack.rules
+        if rule.alert
+    }
+    noisy = {name: n for name, n in noise.items() if n > NOISE_BAR * records}
     assert noisy == {}
 
 

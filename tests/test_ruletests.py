@@ -76,7 +76,7 @@ def test_rule_tests_are_read_with_their_expectations(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("expect = true", "give exactly one of 'event' (a table) and 'event_file'"),
+        ("expect = true", "give exactly one of 'event' (a table), 'event_file' and 'events'"),
         (f'{EVENT}\nevent_file = "e.json"\nexpect = true', "give exactly one of"),
         (EVENT, "'expect' must be true or false"),
         (f'{EVENT}\nexpect = false\nmatch = "x"', "'match' and 'title' can only be checked"),
