@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import io
 import json
 import threading
@@ -717,3 +718,78 @@ def test_the_default_checkpoint_is_named_after_bucket_prefix_and_range() -> None
     long = Job("trail", "ü/" * 90, "2024-01-01", "2024-01-02", "q")
     name = default_location(long)
     assert len(name) < 150 and "/" not in name and name.isascii()
+
+
+STATEFUL = """
+[[rule]]
+name = "Two new users"
+jq_match = 'select(.eventName == "CreateUser")'
+description = "two users within an hour"
+destinations = ["Pager"]
+threshold = {{ count = 2, window = "1h" }}
+
+[[destination]]
+id = "Pager"
+type = "sqs"
+queue_url = "{pager}"
+
+[[destination]]
+id = "Replay"
+type = "sqs"
+queue_url = "{replay}"
+"""
+
+
+def test_a_replays_routing_applies_to_the_alerts_of_rules_with_memory(
+    moto_module: Moto, small_trail: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs = moto_module.client("sqs")
+    urls = {n: sqs.create_queue(QueueName=f"stateful-{n}")["QueueUrl"] for n in ("p", "r")}
+    moto_module.client("dynamodb").create_table(
+        TableName="stateful-state",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    config = tmp_path / "tattletail.toml"
+    config.write_text(STATEFUL.format(pager=urls["p"], replay=urls["r"]))
+    monkeypatch.setenv("TATTLETAIL_CONFIG", str(config))
+    monkeypatch.setenv("TATTLETAIL_STATE_TABLE", "stateful-state")
+    records = [
+        {
+            "eventVersion": "1.09",
+            "eventID": f"two-users-{n}",
+            "eventName": "CreateUser",
+            "eventTime": f"2024-05-03T10:0{n}:00Z",
+            "eventSource": "iam.amazonaws.com",
+            "userIdentity": {"arn": "arn:aws:iam::100000000000:user/admin"},
+        }
+        for n in range(2)
+    ]
+    key = "AWSLogs/100000000000/CloudTrail/us-east-1/2024/05/03/two-users.json.gz"
+    moto_module.client("s3").put_object(
+        Bucket=SMALL, Key=key, Body=gzip.compress(orjson.dumps({"Records": records}))
+    )
+    body = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": SMALL}, "object": {"key": key}},
+            }
+        ],
+        "tattletail": {"backfill": "run", "destinations": ["Replay"]},
+    }
+    message = {"MessageId": "m", "ReceiptHandle": "h", "Body": json.dumps(body), "MD5OfBody": "0"}
+    lambda_handler.shutdown()
+    try:
+        response = lambda_handler.handler(sqs_event([message]), LambdaContext())
+    finally:
+        lambda_handler.shutdown()
+
+    assert response == {"batchItemFailures": []}
+    with Fleet(moto_module, urls["p"]) as pager, Fleet(moto_module, urls["r"]) as replay:
+        pass
+    assert pager.messages == []
+    [alert] = [json.loads(m["Body"]) for m in replay.messages]
+    assert alert["name"] == "Two new users"
