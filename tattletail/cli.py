@@ -34,7 +34,13 @@ from tattletail.daterange import EARLIEST, LATEST, RangeError, TimeRange
 from tattletail.destinations import stdout
 from tattletail.dispatch import DeliveryIncomplete
 from tattletail.envelope import UnrecognisedEvent, parse_s3_uri
-from tattletail.listing import LOG_FILE_SUFFIXES, ListingError, TrailLister, select_objects
+from tattletail.listing import (
+    LOG_FILE_SUFFIXES,
+    ListingError,
+    NoAWSLogsFolder,
+    TrailLister,
+    select_objects,
+)
 from tattletail.objects import STDIN, ObjectRef
 from tattletail.service import Service
 from tattletail.settings import Settings, SettingsError
@@ -625,7 +631,8 @@ async def _s3_objects(
         raise UsageError(f"not an s3:// URI with a bucket: {uri!r}")
     s3 = await aws.client("s3")
     if time_range is not None and time_range.since != EARLIEST and time_range.until != LATEST:
-        return await select_objects(s3, bucket, prefix, time_range)
+        with contextlib.suppress(NoAWSLogsFolder):  # copied files: listed and filtered below
+            return await select_objects(s3, bucket, prefix, time_range)
     refs = []
     async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         refs.extend(

@@ -33,6 +33,10 @@ class ListingError(Exception):
     """The prefix is not in the trail layout, or S3 refused a listing."""
 
 
+class NoAWSLogsFolder(ListingError):
+    """No AWSLogs/ folder under the prefix (a bucket or prefix of copied files)."""
+
+
 @dataclass
 class ListingStats:
     """Counters a progress line reads while listing runs."""
@@ -147,7 +151,7 @@ class TrailLister:
                 walks.append(self._walk(child, below))
         found = await asyncio.gather(*walks)
         if level is _Level.ABOVE and depth == 0 and not self._awslogs_found:
-            raise ListingError(
+            raise NoAWSLogsFolder(
                 f"no AWSLogs/ folder under s3://{self.bucket}/{prefix}: give the trail's "
                 "S3 key prefix (the folder that holds AWSLogs/) or a folder below it"
             )

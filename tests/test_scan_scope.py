@@ -247,3 +247,27 @@ def test_an_s3_prefix_with_a_range_reads_only_files_dated_in_it(
     assert {a["source"] for a in alerts_of(out_one.out)} == {
         f"s3://trail/{k}" for k in keys if "2021/07/11" not in k
     }
+
+
+def test_an_s3_prefix_of_copied_files_is_listed_and_filtered_by_eventtime(
+    moto: Moto, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No AWSLogs/ layout under the prefix: every log file is read, its records by eventTime."""
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket="exports")
+    s3.put_object(Bucket="exports", Key="copies/seed.json.gz", Body=gzipped(SEED_LOG.read_bytes()))
+    day = records([SEED_LOG])[0]["eventTime"][:10]
+
+    inside = run(
+        ["scan", "--dry-run", "--config", str(config), "--rule", "Every event", "s3://exports/"]
+        + ["--since", day, "--until", day]
+    )
+    out_inside = capsys.readouterr().out
+    outside = run(
+        ["scan", "--dry-run", "--config", str(config), "--rule", "Every event", "s3://exports/"]
+        + ["--since", "2030-01-01", "--until", "2030-01-02"]
+    )
+    out_outside = capsys.readouterr().out
+
+    assert inside == outside == 0
+    assert len(alerts_of(out_inside)) == 3 and alerts_of(out_outside) == []
