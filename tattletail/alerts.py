@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from tattletail.json_output import dumps
 from tattletail.records import RecordJSON, plain
 
 
@@ -79,9 +80,7 @@ class Alert:
 
     def _record_digest(self) -> str:
         # Records without an eventID (rare: some Insights events) fall back to their content.
-        return hashlib.sha256(
-            orjson.dumps(plain(self.record), option=orjson.OPT_SORT_KEYS)
-        ).hexdigest()
+        return hashlib.sha256(dumps(plain(self.record), orjson.OPT_SORT_KEYS)).hexdigest()
 
     @property
     def heading(self) -> str:
@@ -115,10 +114,10 @@ class Alert:
         return message
 
     def pretty_record(self) -> str:
-        return orjson.dumps(plain(self.record), option=orjson.OPT_INDENT_2).decode()
+        return dumps(plain(self.record), orjson.OPT_INDENT_2).decode()
 
     def pretty_match(self) -> str | None:
         """The annotation as indented JSON, or None when there is none to show."""
         if self.match is None:
             return None
-        return orjson.dumps(self.match, option=orjson.OPT_INDENT_2).decode()
+        return dumps(self.match, orjson.OPT_INDENT_2).decode()

@@ -34,7 +34,7 @@ from tattletail.state import StatePlan, StateStage
 from tattletail.state.store import StateError
 from tattletail.summary import RunSummary
 from tattletail.trail_keys import parse_key
-from tattletail.workers import WorkerCrashed, WorkerPool
+from tattletail.workers import DeadlineReached, WorkerCrashed, WorkerPool
 
 # Takes every alert of one object at once: a printer writes them in one go, the dispatcher
 # fans them out concurrently; no task per alert where none is needed. It may say, per alert,
@@ -55,10 +55,12 @@ def _lag_seconds(event_time: str | None) -> float | None:
 
 
 def _failure_reason(exc: Exception) -> str:
-    if isinstance(exc, ObjectError):
+    if isinstance(exc, ObjectError | StateError):
         return exc.reason
     if isinstance(exc, WorkerCrashed):
         return "worker_crashed"
+    if isinstance(exc, DeadlineReached):
+        return "deadline"
     return f"internal_{type(exc).__name__}"
 
 
@@ -110,14 +112,21 @@ class Pipeline:
         sink: AlertSink,
         summary: RunSummary,
         state: StateStage | None = None,
+        deadline: float | None = None,
         window: EventWindow | None = None,
     ) -> list[ObjectRef]:
         """Process every object; return those that failed (skipped objects are not failures).
         `state` takes the matches of rules with memory (required when the config has some).
-        With a window, only records whose eventTime is in it are evaluated."""
+        With a window, only records whose eventTime is in it are evaluated.
+
+        With a `deadline` (a time.monotonic() value: the Lambda's end), no object is started,
+        and no evaluation goes on, later than TATTLETAIL_DEADLINE_MARGIN seconds before it:
+        those objects fail with reason `deadline`, so that they come back, and the margin is
+        left for delivering the alerts of every object already evaluated."""
+        cutoff = self._cutoff(deadline)
         limit = asyncio.Semaphore(self.settings.object_concurrency)
         outcomes = await asyncio.gather(
-            *(self._process(ref, sink, summary, limit, state, window) for ref in refs)
+            *(self._process(ref, sink, summary, limit, state, cutoff, window) for ref in refs)
         )
         return [ref for ref, ok in zip(refs, outcomes, strict=True) if not ok]
 
@@ -128,6 +137,7 @@ class Pipeline:
         summary: RunSummary,
         limit: asyncio.Semaphore,
         state: StateStage | None,
+        cutoff: float | None,
         window: EventWindow | None,
     ) -> bool:
         with logs.context(object=ref.uri):
@@ -138,7 +148,13 @@ class Pipeline:
                     raise SkippedObject(reason, f"{ref.uri}: not a log file ({reason}), skipped")
                 self._check_routing(ref)
                 async with limit:
-                    evaluation = await self._evaluate(ref, window)
+                    if cutoff is not None and time.monotonic() >= cutoff:
+                        raise DeadlineReached(
+                            "not started: less than TATTLETAIL_DEADLINE_MARGIN "
+                            f"({self.settings.deadline_margin:g} s) left before the "
+                            "invocation's deadline"
+                        )
+                    evaluation = await self._evaluate(ref, cutoff, window)
             except SkippedObject as exc:
                 summary.objects_skipped += 1
                 summary.skipped_by_reason[exc.reason] += 1
@@ -190,8 +206,10 @@ class Pipeline:
         sink: AlertSink,
         summary: RunSummary,
         state: StateStage | None = None,
+        deadline: float | None = None,
     ) -> list[CloudTrailEvent]:
-        """Evaluate CloudTrail events delivered inline; return those that failed.
+        """Evaluate CloudTrail events delivered inline; return those that failed (`deadline`
+        as for `run`).
 
         The same event delivered twice in one batch (EventBridge delivers at least once) is
         evaluated once. The records go to the pool as a few small log files, one per worker,
@@ -212,8 +230,9 @@ class Pipeline:
         summary.events += len(events)
         parts = min(len(unique), self.settings.workers)
         chunks = [unique[n::parts] for n in range(parts)]
+        cutoff = self._cutoff(deadline)
         failed = await asyncio.gather(
-            *(self._evaluate_events(chunk, sink, summary, state) for chunk in chunks)
+            *(self._evaluate_events(chunk, sink, summary, state, cutoff) for chunk in chunks)
         )
         lost = [event for chunk in failed for event in chunk]
         # A duplicate shares its original's fate.
@@ -229,6 +248,7 @@ class Pipeline:
         sink: AlertSink,
         summary: RunSummary,
         state: StateStage | None,
+        cutoff: float | None,
     ) -> list[CloudTrailEvent]:
         payload = orjson.dumps({"Records": [event.record for event in events]})
         max_bytes = self.settings.max_object_bytes
@@ -249,11 +269,11 @@ class Pipeline:
                 raise ObjectError(
                     "too_large", f"{len(payload)} bytes of events exceed the limit of {max_bytes}"
                 )
-            evaluation = await self.pool.evaluate(payload, max_bytes)
+            evaluation = await self.pool.evaluate(payload, max_bytes, cutoff)
             source = events[0].source if len(events) == 1 else f"{len(events)} EventBridge events"
             await self._conclude(evaluation, alert, sink, summary, state, source)
         except Exception as exc:
-            reason = exc.reason if isinstance(exc, StateError) else _failure_reason(exc)
+            reason = _failure_reason(exc)
             summary.events_failed += len(events)
             summary.failures_by_reason[reason] += 1
             logs.log(
@@ -286,6 +306,7 @@ class Pipeline:
         matches of rules with memory to the state stage (StateError when that fails)."""
         summary.records += evaluation.records
         summary.records_out_of_range += evaluation.out_of_range
+        self._log_record_problems(evaluation, summary)
         summary.evaluation_seconds += evaluation.seconds
         self._log_rule_errors(evaluation, summary)
         for rule_index, count in evaluation.suppressed_counts.items():
@@ -322,13 +343,18 @@ class Pipeline:
         summary.failed_objects.append(ref.uri)
         logs.log(logging.ERROR, "object_failed", reason=reason, error=error)
 
-    async def _evaluate(self, ref: ObjectRef, window: EventWindow | None) -> Evaluation:
+    def _cutoff(self, deadline: float | None) -> float | None:
+        return None if deadline is None else deadline - self.settings.deadline_margin
+
+    async def _evaluate(
+        self, ref: ObjectRef, cutoff: float | None, window: EventWindow | None
+    ) -> Evaluation:
         s3 = await self.aws.client("s3") if ref.bucket is not None else None
         max_bytes = self.settings.max_object_bytes
         payload = await fetch(ref, s3, max_bytes)
         if not payload:
             raise SkippedObject("empty", f"{ref.uri}: zero-byte object, skipped")
-        return await self.pool.evaluate(payload, max_bytes, window)
+        return await self.pool.evaluate(payload, max_bytes, cutoff, window)
 
     def _alert(
         self,
@@ -357,16 +383,38 @@ class Pipeline:
             path=path,
         )
 
-    def _log_rule_errors(self, evaluation: Evaluation, summary: RunSummary) -> None:
-        for rule_index in evaluation.timed_out_rules:
-            summary.rules_timed_out += 1
+    def _log_record_problems(self, evaluation: Evaluation, summary: RunSummary) -> None:
+        summary.records_invalid += evaluation.records_invalid
+        summary.records_failed += evaluation.records_failed
+        if evaluation.records_invalid:
+            logs.log(
+                logging.WARNING,
+                "records_invalid",
+                count=evaluation.records_invalid,
+                detail="entries of the Records array that are not JSON objects were skipped",
+            )
+        for failure in evaluation.failure_samples:
             logs.log(
                 logging.ERROR,
-                "rule_timed_out",
-                rule=self.config.rules[rule_index].name,
+                "record_failed",
+                event_id=failure.event_id,
+                reason=failure.reason,
+                error=failure.message,
+                failed_in_object=evaluation.records_failed,
+            )
+
+    def _log_rule_errors(self, evaluation: Evaluation, summary: RunSummary) -> None:
+        for quarantined in evaluation.quarantined:
+            summary.rules_quarantined += 1
+            logs.log(
+                logging.ERROR,
+                "rule_quarantined",
+                rule=self.config.rules[quarantined.rule_index].name,
+                reason=quarantined.reason,
+                detail=quarantined.detail,
                 limit_seconds=self.settings.batch_timeout,
-                detail="the rule overran the batch time limit and was skipped for the rest "
-                "of the object; every other rule was evaluated",
+                note="not evaluated again until the container restarts or the rule changes; "
+                "every other rule is still evaluated",
             )
         for rule_index, count in evaluation.error_counts.items():
             name = self.config.rules[rule_index].name

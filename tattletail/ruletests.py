@@ -27,6 +27,7 @@ import orjson
 
 from tattletail.alerts import Alert
 from tattletail.config import NOT_GIVEN, Config, Rule, RuleTest, TimelineEntry
+from tattletail.json_output import dumps
 from tattletail.pipeline import rule_sources
 from tattletail.rules import RuleSet
 from tattletail.state import InMemoryStore, StatePlan, StateStage
@@ -266,7 +267,7 @@ def _differences(test: RuleTest, outcome: Outcome) -> tuple[str, ...]:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return dumps(value, orjson.OPT_SORT_KEYS).decode()
 
 
 def counts(results: Sequence[CaseResult]) -> dict[Status, int]:

@@ -71,6 +71,7 @@ class Service:
             settings.workers,
             settings.batch_size,
             settings.batch_timeout,
+            settings.worker_memory,
         )
         pool.start()
         return pool
@@ -107,7 +108,9 @@ class Service:
         """Swap in a new (already validated) config: new workers compile its rules first, so
         the old ones keep serving until the new ones are ready."""
         old = self.pool
-        self._install(config, await asyncio.to_thread(self._start_pool, config))
+        pool = await asyncio.to_thread(self._start_pool, config)
+        pool.inherit_quarantine(old)
+        self._install(config, pool)
         await asyncio.to_thread(old.close)
 
     def policy(self) -> DeliveryPolicy:
@@ -151,7 +154,7 @@ class Service:
         rules with memory span both. Returns the objects and the events that failed."""
         state = self._state_stage(summary, deadline)
         if sink is not None:
-            failed = await self._run_both(refs, events, sink, summary, state, window)
+            failed = await self._run_both(refs, events, sink, summary, state, deadline, window)
             if state is not None:
                 await state.flush(sink)
             return failed
@@ -174,7 +177,7 @@ class Service:
                 summary.record_latency(alert.path, alert.event_time, now)
             return delivered
 
-        failed = await self._run_both(refs, events, deliver, summary, state, window)
+        failed = await self._run_both(refs, events, deliver, summary, state, deadline, window)
         if state is not None:
             await state.flush(deliver)
         await dispatcher.finish()
@@ -187,11 +190,12 @@ class Service:
         sink: AlertSink,
         summary: RunSummary,
         state: StateStage | None,
+        deadline: float | None,
         window: EventWindow | None,
     ) -> tuple[list[ObjectRef], list[CloudTrailEvent]]:
         failed_refs, failed_events = await asyncio.gather(
-            self.pipeline.run(refs, sink, summary, state, window),
-            self.pipeline.run_events(events, sink, summary, state),
+            self.pipeline.run(refs, sink, summary, state, deadline, window),
+            self.pipeline.run_events(events, sink, summary, state, deadline),
         )
         return failed_refs, failed_events
 

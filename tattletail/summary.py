@@ -28,7 +28,12 @@ class RunSummary:
     alerts_dead_lettered: int = 0
     flood_summaries: int = 0
     rule_errors: int = 0
-    rules_timed_out: int = 0
+    # Rules quarantined during this run (each is reported once, when it is quarantined).
+    rules_quarantined: int = 0
+    # Entries of log files that are not JSON objects (skipped); records that could not be read
+    # or evaluated (each logged as record_failed with its eventID and why).
+    records_invalid: int = 0
+    records_failed: int = 0
     config_errors: int = 0
     events_unrecognised: int = 0
     # Rules with memory (tattletail.state): alerts they sent, matches a dedup held back,
@@ -100,7 +105,9 @@ class RunSummary:
             "alerts_dead_lettered": self.alerts_dead_lettered,
             "flood_summaries": self.flood_summaries,
             "rule_errors": self.rule_errors,
-            "rules_timed_out": self.rules_timed_out,
+            "rules_quarantined": self.rules_quarantined,
+            "records_invalid": self.records_invalid,
+            "records_failed": self.records_failed,
             "config_errors": self.config_errors,
             "stateful_alerts": self.stateful_alerts,
             "state_held": self.state_held,

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,7 +64,9 @@ def runtime_api() -> Iterator[RuntimeApi]:
             content_type="application/json",
             headers={
                 "Lambda-Runtime-Aws-Request-Id": request_id,
-                "Lambda-Runtime-Deadline-Ms": "9999999999999",
+                # Five minutes from now, as Lambda sets it (the client reads a far-off value
+                # such as 9999999999999 as a deadline long past).
+                "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 300_000),
                 "Lambda-Runtime-Invoked-Function-Arn": (
                     "arn:aws:lambda:us-east-1:123456789012:function:tattletail"
                 ),

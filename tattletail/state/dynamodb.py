@@ -21,6 +21,7 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tattletail.aws import AwsClients
+from tattletail.json_output import dumps
 from tattletail.state.store import StateStore, StateUnavailable, Versioned
 
 KEY = "pk"
@@ -104,7 +105,7 @@ class DynamoDBStore(StateStore):
         item = {
             KEY: {"S": key},
             VERSION: {"N": str(version + 1)},
-            STATE: {"B": zlib.compress(orjson.dumps(state))},
+            STATE: {"B": zlib.compress(dumps(state))},
             TTL_ATTRIBUTE: {"N": str(expires_at)},
         }
         try:

@@ -19,6 +19,7 @@ import orjson
 
 from tattletail.config import Config, Dedup, Distinct, Rule, Stateful, Threshold
 from tattletail.config import Sequence as SequenceSpec
+from tattletail.json_output import dumps
 from tattletail.records import RecordJSON
 from tattletail.rules import KeyFailure, Match
 
@@ -100,7 +101,7 @@ class StatePlan:
 
 def canonical(value: Any) -> str:
     """A JSON value as one text: equal values give equal texts (object keys sorted)."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    return dumps(value, orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
 
 
 def epoch(event_time: str | None) -> int | None:
@@ -204,7 +205,7 @@ def _item(consumer: Consumer, match: Match, source: str, rejects: Rejects) -> It
     if isinstance(record, RecordJSON):
         record_json, event_id = record.json, record.event_id
     else:
-        record_json = orjson.dumps(record)
+        record_json = dumps(record)
         event_id = record.get("eventID") if isinstance(record, Mapping) else None
     if not isinstance(event_id, str) or not event_id:
         # Records without an eventID (rare) are told apart by their content.

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from tattletail.json_output import dumps
+
 
 class StateError(Exception):
     """The state could not be read or written: the objects whose matches needed it fail
@@ -113,7 +115,7 @@ class InMemoryStore(StateStore):
             current = self._items.get(key, (0, b""))[0]
             if current != version:
                 return False
-            self._items[key] = (version + 1, orjson.dumps(state))
+            self._items[key] = (version + 1, dumps(state))
             return True
 
     def __len__(self) -> int:

@@ -43,6 +43,7 @@ import orjson
 from tattletail.config import Dedup, Distinct, Stateful, Threshold
 from tattletail.config import Sequence as SequenceSpec
 from tattletail.destinations.budget import record_marker
+from tattletail.json_output import dumps
 from tattletail.state.plan import Item, StateKey, canonical
 
 SCHEMA = 1
@@ -138,7 +139,7 @@ def apply(
     for entry in decided[:room]:
         entry["claim"] = dict(mine)
         working["outbox"].append(entry)
-    if working["outbox"] and len(orjson.dumps(working)) > MAX_STATE_BYTES:
+    if working["outbox"] and len(dumps(working)) > MAX_STATE_BYTES:
         for entry in working["outbox"]:
             alert = entry["alert"]
             alert["record"] = _marker(alert["record"].encode()).decode()

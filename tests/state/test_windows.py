@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tattletail.config import Dedup, Distinct, Duration, Sequence, Threshold
+from tattletail.json_output import dumps
 from tattletail.state import windows
 from tattletail.state.plan import Item, StateKey, canonical
 from tattletail.state.windows import Claim, Outcome
@@ -396,4 +397,5 @@ def test_hostile_records_keep_a_group_state_within_dynamodbs_item_limit(
         outcome = windows.apply(key, specs[kind], state, batch, Claim(f"c{n}", T0, T0 + n))
         state = outcome.state or state
     assert state is not None
-    assert len(zlib.compress(orjson.dumps(state))) < 300 * 1024
+    # Written as the stores write it (a value beyond 64 bits included).
+    assert len(zlib.compress(dumps(state))) < 300 * 1024
