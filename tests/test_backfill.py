@@ -497,6 +497,16 @@ def test_a_resume_after_a_crash_at_any_point_misses_nothing_and_repeats_only_wha
 
 # -- routing and deduplication ------------------------------------------------------------
 
+
+def create_table(moto: Moto, name: str, key: str) -> None:
+    moto.client("dynamodb").create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 ROUTED = """
 [[rule]]
 name = "Create User"
@@ -524,12 +534,7 @@ def test_destinations_route_a_replay_and_the_dedupe_table_keeps_a_second_one_sil
 ) -> None:
     sqs = moto_module.client("sqs")
     urls = {n: sqs.create_queue(QueueName=f"routed-{n}")["QueueUrl"] for n in ("t", "p", "r")}
-    moto_module.client("dynamodb").create_table(
-        TableName="routed-dedupe",
-        AttributeDefinitions=[{"AttributeName": "alert_id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "alert_id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(moto_module, "routed-dedupe", "alert_id")
     config = tmp_path / "tattletail.toml"
     config.write_text(ROUTED.format(pager=urls["p"], replay=urls["r"]))
     monkeypatch.setenv("TATTLETAIL_CONFIG", str(config))
@@ -745,12 +750,7 @@ def test_a_replays_routing_applies_to_the_alerts_of_rules_with_memory(
 ) -> None:
     sqs = moto_module.client("sqs")
     urls = {n: sqs.create_queue(QueueName=f"stateful-{n}")["QueueUrl"] for n in ("p", "r")}
-    moto_module.client("dynamodb").create_table(
-        TableName="stateful-state",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(moto_module, "stateful-state", "pk")
     config = tmp_path / "tattletail.toml"
     config.write_text(STATEFUL.format(pager=urls["p"], replay=urls["r"]))
     monkeypatch.setenv("TATTLETAIL_CONFIG", str(config))
