@@ -208,13 +208,15 @@ class LocalCheckpoint(Checkpoint):
         self.path = Path(location)
         self._lines = 0
         self._file: IO[bytes] | None = None
-        if fresh:
-            self._compact()
-        else:
+        # A new checkpoint is written at its first record: a run that fails before sending
+        # anything (a wrong prefix) leaves no file behind.
+        if not fresh:
             self._file = self.path.open("ab")
 
     async def _journal(self, line: dict[str, Any]) -> None:
-        assert self._file is not None
+        if self._file is None:
+            self._compact()  # the header and the state, this line included
+            return
         # Flushed to the kernel at once: a killed process loses nothing written.
         self._file.write(orjson.dumps(line) + b"\n")
         self._file.flush()

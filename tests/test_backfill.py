@@ -46,7 +46,7 @@ SINCE, UNTIL = date(2024, 2, 1), date(2024, 2, 29)
 RULES = """
 [[rule]]
 name = "Create User"
-jq_match = 'select(.eventName == "CreateUser") | "user: \\\\(.responseElements.user.userName)"'
+jq_match = 'select(.eventName == "CreateUser") | "user: \\(.responseElements.user.userName)"'
 description = "A new IAM user"
 destinations = ["Out"]
 
@@ -310,6 +310,8 @@ def test_the_function_over_the_queues_messages_alerts_as_a_local_scan_of_the_ran
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("TATTLETAIL_CONFIG", str(scenario.config))
+    # Every alert one by one: seventy files an invocation would trip flood control.
+    monkeypatch.setenv("TATTLETAIL_FLOOD_THRESHOLD", "100000")
     lambda_handler.shutdown()
     messages = scenario.first_messages + scenario.second_messages
     capfd.readouterr()
@@ -352,6 +354,11 @@ def test_the_function_over_the_queues_messages_alerts_as_a_local_scan_of_the_ran
         )
     assert len(from_function) == reference > 50
     assert all(a["account"] and a["region"] for a in from_function)
+    creates = [a for a in from_function if a["name"] == "Create User"]
+    assert creates and all(
+        a["match"] == f"user: {a['record']['responseElements']['user']['userName']}"
+        for a in creates
+    )
 
 
 def _objects(moto: Moto) -> list:

@@ -19,6 +19,17 @@ JOB = Job("trail", "AWSLogs/", "2024-01-01", "2024-01-31", "https://sqs/queue", 
 UNIT = "AWSLogs/111111111111/CloudTrail/us-east-1/2024/01/"
 
 
+def test_a_new_checkpoint_is_written_at_its_first_record(tmp_path: Path) -> None:
+    path = tmp_path / "cp.jsonl"
+
+    async def run() -> bool:
+        checkpoint = await open_checkpoint(str(path), JOB, "run")
+        await checkpoint.close()
+        return path.exists()
+
+    assert asyncio.run(run()) is False  # a run that sent nothing leaves no file
+
+
 def test_a_checkpoint_read_back_skips_what_was_sent_and_finished(tmp_path: Path) -> None:
     location = str(tmp_path / "cp.jsonl")
 
@@ -66,7 +77,11 @@ def test_a_torn_last_line_is_ignored_and_a_torn_middle_line_is_an_error(tmp_path
 
 def test_a_checkpoint_of_another_job_or_no_checkpoint_at_all_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "cp.jsonl"
-    asyncio.run(open_checkpoint(str(path), JOB, "run"))
+
+    async def write() -> None:
+        await (await open_checkpoint(str(path), JOB, "run")).record(UNIT, 1, after="k1")
+
+    asyncio.run(write())
     other = Job("trail", "AWSLogs/", "2024-01-01", "2024-01-31", "https://sqs/queue", None)
 
     with pytest.raises(CheckpointError, match="not of s3://trail/AWSLogs/"):
