@@ -136,6 +136,7 @@ def test_a_later_conversion_keeps_tests_enabled_and_extra_tags(tmp_path: Path) -
 def test_names_stay_unique_and_odd_rules_still_convert(tmp_path: Path) -> None:
     write_rule(tmp_path, "a", title="Same")
     write_rule(tmp_path, "b", title="Same", id="7f0b9a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b")
+    write_rule(tmp_path, "b2", title="Same", id="7f0b9a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b")
     write_rule(tmp_path, "c", title="Not a UUID", id="my-rule-1")
     write_rule(
         tmp_path,
@@ -155,13 +156,14 @@ def test_names_stay_unique_and_odd_rules_still_convert(tmp_path: Path) -> None:
     assert [c.table.name for c in conversions if c.table] == [
         "Same",
         "Same [7f0b9a3e]",
+        "Same [7f0b9a3e 3]",
         "Not a UUID",
         "Deprecated",
         "IAM",
     ]
-    assert conversions[2].warnings[0] == "id 'my-rule-1' is not a UUID (kept as written)"
-    assert conversions[2].table is not None and "sigma:my-rule-1" in conversions[2].table.tags
-    assert conversions[3].table is not None and conversions[3].table.enabled is False
+    assert conversions[3].warnings[0] == "id 'my-rule-1' is not a UUID (kept as written)"
+    assert conversions[3].table is not None and "sigma:my-rule-1" in conversions[3].table.tags
+    assert conversions[4].table is not None and conversions[4].table.enabled is False
 
 
 def test_check_reports_each_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,7 +183,7 @@ def test_check_reports_each_rule(tmp_path: Path, capsys: pytest.CaptureFixture[s
         {
             "selection": {"eventName": "x"},
             "timeframe": "5m",
-            "condition": "selection | count() > 5",
+            "condition": "selection | count() < 5",
         },
         title="Count",
     )
@@ -197,8 +199,9 @@ def test_check_reports_each_rule(tmp_path: Path, capsys: pytest.CaptureFixture[s
     lines = out.splitlines()
     assert "broken.yml: broken: unsupported: cannot read: " in lines[0]
     assert lines[1] == (
-        "count.yml: Count: unsupported: aggregation `count() > 5` (timeframe: 5m): counts over "
-        "many records: write it as a rule with memory (threshold)"
+        "count.yml: Count: unsupported: aggregation `count() < 5` (timeframe: 5m): condition "
+        "`lt: 5` (fewer than 5 events in a window): known only once the window has closed, and "
+        "nothing runs then (a rule with memory alerts on the record that decides)"
     )
     assert lines[2] == "ok.yml: Fine: converted (native, index: eventName)"
     assert lines[3] == "status.yml: Status: warning (native, index: eventName)"

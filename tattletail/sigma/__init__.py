@@ -2,9 +2,11 @@
 
 `tattletail sigma convert` and `tattletail sigma check` (see `tattletail.sigma.cli`) read Sigma
 YAML with pySigma, run it through a processing pipeline for CloudTrail's field names
-(`pipeline`), convert each rule's condition to jq with `JqBackend` (`backend`, built on the jq
-snippets in `jqtext` and the CIDR patterns in `cidr`), flag what converts but will not do what
-its author meant (`checks`), and write `[[rule]]` tables (`convert`).
+(`pipeline`), convert each rule's condition to jq with `JqBackend` (`backend`, its conditions as
+`expr`, built on the jq snippets in `jqtext` and the CIDR patterns in `cidr`), turn correlation
+rules into rules with memory (`memory`; Sigma 1's aggregations and `near` are first read as
+correlation rules by `legacy`), flag what converts but will not do what its author meant
+(`checks`), and write `[[rule]]` tables (`convert`, `tables`).
 
 pySigma is an optional dependency (`pip install 'tattletail[sigma]'`): the Lambda function only
 ever runs the converted jq, so its image does not carry it.

@@ -1,13 +1,9 @@
 """JqBackend: pySigma's TextQueryBackend writing jq that Tattletail runs on its native path.
 
-Each condition node becomes an `Expr`: a jq boolean on the record that never raises a jq error
-(so AND and OR may be reordered), with the record paths it reads. `jq_program` joins a rule's
-conditions and puts what can be decided on the index's fields (eventSource, eventName,
-errorCode, userIdentity.type, ...; tattletail.rule_index.INDEX_PATHS) first, in a `select` of
-its own, so that the engine decides it once per index key and runs the rest only on records
-that get through:
-
-    select(<eventSource / eventName part>) | select(<the rest>)
+Each condition node becomes an `Expr` (tattletail.sigma.expr): a jq boolean on the record that
+never raises a jq error, with the record paths it reads. `jq_program` joins a rule's conditions
+into its `jq_match`, the part on indexed fields first. Correlation rules become rules with
+memory: the correlation methods give a `Memory` (tattletail.sigma.memory) per rule.
 
 What each modifier and value means is documented in docs/sigma.md and in tattletail.sigma.jqtext.
 """
@@ -15,7 +11,6 @@ What each modifier and value means is documented in docs/sigma.md and in tattlet
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import jq
@@ -29,6 +24,7 @@ from sigma.conditions import (
 )
 from sigma.conversion.base import TextQueryBackend
 from sigma.conversion.state import ConversionState
+from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaFeatureNotSupportedByBackendError
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaRule
@@ -47,115 +43,19 @@ from sigma.types import (
     SigmaTimestampPart,
 )
 
-from tattletail.rule_index import INDEX_PATHS
-from tattletail.sigma import jqtext
+from tattletail.sigma import jqtext, memory
 from tattletail.sigma.cidr import network_regex
-from tattletail.sigma.fields import split_field, walks_arrays
+from tattletail.sigma.expr import (
+    Expr,
+    conjunction,
+    disjunction,
+    field_reads,
+    gated_program,
+    negation,
+)
+from tattletail.sigma.fields import split_field
+from tattletail.sigma.memory import Memory
 from tattletail.sigma.pipeline import cloudtrail_pipeline
-
-Path = tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Expr:
-    """A jq boolean on the record, error-free, and what it reads (None: the whole record)."""
-
-    jq: str
-    reads: frozenset[Path] | None
-    op: str = "atom"  # "and", "or", "not" or "atom"
-    args: tuple[Expr, ...] = field(default=(), compare=False)
-
-    @property
-    def on_index(self) -> bool:
-        return self.reads is not None and all(path in INDEX_PATHS for path in self.reads)
-
-
-def field_reads(path: Path) -> frozenset[Path]:
-    """What `values_of(path)` reads: the whole top-level value when it walks arrays."""
-    return frozenset({path if not walks_arrays(path) else path[:1]})
-
-
-def conjunction(exprs: Sequence[Expr]) -> Expr:
-    if len(exprs) == 1:
-        return exprs[0]
-    return Expr(jqtext.conjunction([e.jq for e in exprs]), _union(exprs), "and", tuple(exprs))
-
-
-def disjunction(exprs: Sequence[Expr]) -> Expr:
-    if len(exprs) == 1:
-        return exprs[0]
-    return Expr(jqtext.disjunction([e.jq for e in exprs]), _union(exprs), "or", tuple(exprs))
-
-
-def negation(expr: Expr) -> Expr:
-    return Expr(jqtext.negation(expr.jq), expr.reads, "not", (expr,))
-
-
-def _union(exprs: Sequence[Expr]) -> frozenset[Path] | None:
-    reads: set[Path] = set()
-    for expr in exprs:
-        if expr.reads is None:
-            return None
-        reads |= expr.reads
-    return frozenset(reads)
-
-
-def _flatten(expr: Expr, op: str) -> list[Expr]:
-    return [leaf for arg in expr.args for leaf in _flatten(arg, op)] if expr.op == op else [expr]
-
-
-def necessary_on_index(expr: Expr) -> Expr | None:
-    """A condition on indexed fields only that holds whenever `expr` does (None: none found)."""
-    if expr.on_index:
-        return expr
-    if expr.op == "and":
-        parts = [p for p in map(necessary_on_index, _flatten(expr, "and")) if p is not None]
-        return conjunction(parts) if parts else None
-    if expr.op == "or":
-        parts = [necessary_on_index(arg) for arg in _flatten(expr, "or")]
-        if any(p is None for p in parts):
-            return None
-        return disjunction([p for p in parts if p is not None])
-    return None
-
-
-def gated_program(expr: Expr) -> str:
-    """`select(gate) | select(rest)`: the gate on indexed fields first (see the module doc),
-    laid out one condition per line."""
-    gate = necessary_on_index(expr)
-    if gate is None or gate is expr:
-        return _select(expr)
-    rest = expr
-    if expr.op == "and":
-        rest = conjunction([arg for arg in _flatten(expr, "and") if not arg.on_index])
-    return f"{_select(gate)}\n| {_select(rest)}"
-
-
-def _select(expr: Expr) -> str:
-    if expr.op == "atom":
-        return f"select({expr.jq})"
-    return f"select(\n  {layout(expr, '  ')}\n)"
-
-
-def layout(expr: Expr, indent: str = "") -> str:
-    """The expression's jq over several lines, each operand of and/or on its own line at
-    `indent` (the first continues the current line)."""
-    if expr.op in ("and", "or"):
-        parts = [_operand(arg, indent) for arg in _flatten(expr, expr.op)]
-        return f"\n{indent}{expr.op} ".join(parts)
-    if expr.op == "not":
-        (inner,) = expr.args
-        if inner.op in ("and", "or"):
-            return f"({_operand(inner, indent)} | not)"
-        return f"({layout(inner, indent)} | not)"
-    return expr.jq
-
-
-def _operand(expr: Expr, indent: str) -> str:
-    if expr.op not in ("and", "or"):
-        return layout(expr, indent)
-    inner = indent + "  "
-    return f"(\n{inner}{layout(expr, inner)}\n{indent})"
 
 
 class JqBackend(TextQueryBackend):
@@ -184,10 +84,24 @@ class JqBackend(TextQueryBackend):
 
     def jq_program(self, rule: SigmaRule) -> str:
         """The rule's jq_match: its conditions (Sigma ORs a list of them), gated."""
-        exprs = self.convert_rule(rule)
+        return gated_program(self.rule_expr(rule))
+
+    def rule_expr(self, rule: SigmaRule) -> Expr:
+        """The rule's conditions, ORed. The conversion stays with the rule, for the
+        correlations that refer to it (whether or not it generates a rule of its own)."""
+        self.convert_rule(rule)
+        exprs = rule.get_conversion_result()
         if not exprs:
             raise SigmaFeatureNotSupportedByBackendError("the rule converts to no condition")
-        return gated_program(disjunction(exprs))
+        return disjunction(exprs)
+
+    def rule_memory(self, rule: SigmaCorrelationRule) -> Memory:
+        """The correlation rule as a rule with memory (its referenced rules converted first)."""
+        if getattr(self, "last_processing_pipeline", None) is None:
+            self.init_processing_pipeline()
+        self.convert_correlation_rule(rule)
+        (converted,) = rule.get_conversion_result()
+        return converted
 
     def finish_query(self, rule: Any, query: Any, state: ConversionState) -> Any:
         return query  # an Expr: the text template of TextQueryBackend does not apply
@@ -196,6 +110,49 @@ class JqBackend(TextQueryBackend):
         self, rule: SigmaRule, query: Expr, index: int, state: ConversionState
     ) -> Expr:
         return query
+
+    # -- correlation rules: rules with memory (tattletail.sigma.memory) ------------------------
+
+    correlation_methods: ClassVar[dict[str, str]] = {
+        "default": "a rule with memory: threshold, distinct or sequence"
+    }
+
+    def convert_correlation_event_count_rule(
+        self, rule: SigmaCorrelationRule, output_format: str | None = None, method: str = "default"
+    ) -> list[Memory]:
+        return [memory.event_count(rule)]
+
+    def convert_correlation_value_count_rule(
+        self, rule: SigmaCorrelationRule, output_format: str | None = None, method: str = "default"
+    ) -> list[Memory]:
+        return [memory.value_count(rule)]
+
+    def convert_correlation_temporal_rule(
+        self, rule: SigmaCorrelationRule, output_format: str | None = None, method: str = "default"
+    ) -> list[Memory]:
+        return [memory.temporal(rule, ordered=False)]
+
+    def convert_correlation_temporal_ordered_rule(
+        self, rule: SigmaCorrelationRule, output_format: str | None = None, method: str = "default"
+    ) -> list[Memory]:
+        return [memory.temporal(rule, ordered=True)]
+
+    # An extended condition (`a and b`) is checked by memory.temporal.
+    convert_correlation_extended_temporal_rule = convert_correlation_temporal_rule
+    convert_correlation_extended_temporal_ordered_rule = convert_correlation_temporal_ordered_rule
+
+    def _metric(
+        self, rule: SigmaCorrelationRule, output_format: str | None = None, method: str = "default"
+    ) -> list[Memory]:
+        raise SigmaFeatureNotSupportedByBackendError(
+            f"correlation type {rule.type.name.lower()} (a statistic of a field's values): rules "
+            "with memory count matches and distinct values"
+        )
+
+    convert_correlation_value_sum_rule = _metric
+    convert_correlation_value_avg_rule = _metric
+    convert_correlation_value_percentile_rule = _metric
+    convert_correlation_value_median_rule = _metric
 
     # -- boolean structure -------------------------------------------------------------------
 

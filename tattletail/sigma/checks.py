@@ -1,9 +1,7 @@
-"""What a Sigma rule needs that Tattletail cannot give, and what converts but will not do what
-its author meant (`tattletail sigma check`).
+"""What converts but will not do what its author meant (`tattletail sigma check`).
 
-`unsupported` names the construct a rule needs beyond single-record matching: an aggregation
-(`| count() by x > N`), `near`, a `timeframe`. `pitfalls` reads a converted rule's conditions
-(field names already spelled by the pipeline) for the known traps of CloudTrail rules:
+`pitfalls` reads a converted rule's conditions (field names already spelled by the pipeline) for
+the known traps of CloudTrail rules:
 
 - a field CloudTrail never writes (`status: 'success'`): the condition can never hold;
 - a value that looks like a field name (`arn|contains: responseElements.accessKey.userName`):
@@ -25,36 +23,7 @@ from sigma.types import SigmaFieldReference, SigmaString, SpecialChars
 
 from tattletail.sigma.fields import CLOUDTRAIL_RECORD, FREE_FORM, known_field, split_field
 
-_PIPE: Final = re.compile(r"\|\s*(?P<what>.*)$")
 _FIELD_LIKE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)+")
-
-
-def unsupported(rule: SigmaRule) -> str | None:
-    """The construct that keeps the rule from being one jq program on one record, or None."""
-    detections = rule.detection.detections
-    timeframe = detections.get("timeframe")
-    window = ""
-    if timeframe is not None:
-        values = [str(item.value[0]) for item in timeframe.detection_items if item.value]
-        window = f" (timeframe: {', '.join(values)})" if values else " (timeframe)"
-    for condition in rule.detection.condition:
-        match = _PIPE.search(condition)
-        if match is None:
-            continue
-        what = match.group("what").strip()
-        if what.startswith("near"):
-            return f"`near` (events close in time: `{condition}`){window}: {_MEMORY} (sequence)"
-        return f"aggregation `{what}`{window}: counts over many records: {_MEMORY} (threshold)"
-    if timeframe is not None:
-        return (
-            f"timeframe{window}: the condition correlates several records in a time window: "
-            f"{_MEMORY} (sequence)"
-        )
-    return None
-
-
-# Not converted (yet): a rule with memory does it, written by hand (docs/stateful-rules.md).
-_MEMORY = "write it as a rule with memory"
 
 
 def pitfalls(rule: SigmaRule) -> list[str]:

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from tattletail.sigma.convert import Conversion, Converter, keep_additions, render, sigma_files
+from tattletail.sigma.convert import Conversion, Converter, sigma_files
+from tattletail.sigma.tables import keep_additions, render
 
 EXIT_OK, EXIT_UNSUPPORTED = 0, 1
 
@@ -25,22 +26,22 @@ def convert(paths: Sequence[str], output: str | None, out: TextIO | None = None)
     directory for one file per Sigma file), or to `out` (stdout) without one."""
     out = out or sys.stdout
     conversions = _convert(paths)
-    converted = [c for c in conversions if c.table is not None]
+    tables = [table for c in conversions for table in c.tables]
     if output is None:
-        out.write(render([c.table for c in converted if c.table is not None]))
+        out.write(render(tables))
     elif output.endswith(("/", "\\")) or Path(output).is_dir():
-        _write_directory(Path(output), converted)
+        _write_directory(Path(output), conversions)
     else:
         target = Path(output)
         try:
-            target.write_text(render([c.table for c in converted if c.table]), encoding="utf-8")
+            target.write_text(render(tables), encoding="utf-8")
         except OSError as exc:
             raise SigmaUsageError(f"cannot write {output}: {exc.strerror}") from None
     for conversion in conversions:
         for line in _problems(conversion):
             print(f"tattletail: sigma: {line}", file=sys.stderr)
     print(_summary(conversions), file=sys.stderr)
-    return EXIT_UNSUPPORTED if len(converted) < len(conversions) else EXIT_OK
+    return EXIT_OK if all(c.converted for c in conversions) else EXIT_UNSUPPORTED
 
 
 def check(paths: Sequence[str], out: TextIO | None = None) -> int:
@@ -50,16 +51,17 @@ def check(paths: Sequence[str], out: TextIO | None = None) -> int:
     conversions = _convert(paths)
     for conversion in conversions:
         where = f"{conversion.path.name}: {conversion.title}"
-        if conversion.table is None:
+        if not conversion.converted:
             out.write(f"{where}: unsupported: {conversion.unsupported}\n")
             continue
         native = "native" if conversion.native else "libjq"
         gate = f", index: {', '.join(conversion.gate)}" if conversion.gate else ", no index gate"
-        out.write(f"{where}: {conversion.status} ({native}{gate})\n")
+        became = "".join(f"{what}; " for what in (conversion.memory, conversion.role) if what)
+        out.write(f"{where}: {conversion.status} ({became}{native}{gate})\n")
         for warning in conversion.warnings:
             out.write(f"    warning: {warning}\n")
     out.write(_summary(conversions) + "\n")
-    return EXIT_UNSUPPORTED if any(c.table is None for c in conversions) else EXIT_OK
+    return EXIT_OK if all(c.converted for c in conversions) else EXIT_UNSUPPORTED
 
 
 def _convert(paths: Sequence[str]) -> list[Conversion]:
@@ -79,9 +81,11 @@ def _write_directory(directory: Path, conversions: Sequence[Conversion]) -> None
         directory.mkdir(parents=True, exist_ok=True)
         for source, group in by_file.items():
             target = directory / f"{source.stem}.toml"
-            tables = [c.table for c in group if c.table is not None]
-            if len(tables) == 1 and target.exists():
-                tables = [keep_additions(tables[0], target.read_text(encoding="utf-8"))]
+            tables = [table for c in group for table in c.tables]
+            if not tables:
+                continue
+            if target.exists():
+                tables = keep_additions(tables, target.read_text(encoding="utf-8"))
             target.write_text(render(tables), encoding="utf-8")
     except OSError as exc:
         raise SigmaUsageError(f"cannot write into {directory}: {exc.strerror}") from None
@@ -95,8 +99,8 @@ def _problems(conversion: Conversion) -> list[str]:
 
 
 def _summary(conversions: Sequence[Conversion]) -> str:
-    converted = sum(1 for c in conversions if c.table is not None)
-    warned = sum(1 for c in conversions if c.table is not None and c.warnings)
+    converted = sum(1 for c in conversions if c.converted)
+    warned = sum(1 for c in conversions if c.converted and c.warnings)
     native = sum(1 for c in conversions if c.native)
     return (
         f"converted {converted} of {len(conversions)} rules ({warned} with warnings, "

@@ -8,31 +8,42 @@ expression (the alert's heading: the rule's title, the call and who made it), an
 from JqBackend. Comments above the table keep its id, author, dates, license and source file.
 No `destinations`: the including config's `default_destinations` routes converted rules.
 
-Output is deterministic: the same rules always give the same text. Writing into a directory
-(one `<rule file>.toml` per Sigma file) keeps what a person added to a previous conversion:
-its `[[rule.test]]` tables, `enabled = false` with the comment above it, and tags the converter
-does not write (such as `stratus:<technique>`).
+A correlation rule becomes a rule with memory (tattletail.sigma.memory), and so does a Sigma 1
+rule with an aggregation, `near` or a `timeframe` (read as a correlation by
+tattletail.sigma.legacy):
+
+- `event_count` and `value_count` become one rule with `threshold` or `distinct`, whose
+  `jq_match` is the OR of the rules they count; those rules get no `[[rule]]` of their own
+  unless the correlation says `generate: true`;
+- `temporal` and `temporal_ordered` become a rule with `sequence` whose steps are the rules they
+  name, each its own `[[rule]]`, with `alert = false` when the correlation says
+  `generate: false` (its default; Sigma 1's searches always are).
+
+A correlation may name rules of other files: every file of a run is read before any is converted.
+Output is deterministic (tattletail.sigma.tables writes it).
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaIdentifierError
-from sigma.rule import SigmaRule
+from sigma.rule import SigmaRule, SigmaRuleBase
 
 from tattletail.native import compile_native
 from tattletail.rule_index import on_index
-from tattletail.sigma import checks, jqtext
+from tattletail.sigma import checks, jqtext, legacy
 from tattletail.sigma.backend import JqBackend
+from tattletail.sigma.expr import gated_program
+from tattletail.sigma.memory import Memory
+from tattletail.sigma.tables import RuleTable, memory_line
 
 SIGMA_SUFFIXES: Final = (".yml", ".yaml")
 _SEVERITY: Final = {
@@ -44,41 +55,7 @@ _SEVERITY: Final = {
 }
 _TECHNIQUE: Final = re.compile(r"t\d{4}(\.\d{3})?")
 _DISABLED_STATUSES: Final = frozenset({"deprecated", "unsupported"})
-
-
-@dataclass(frozen=True)
-class RuleTable:
-    """One `[[rule]]` as the converter writes it."""
-
-    name: str
-    description: str
-    severity: str
-    tags: tuple[str, ...]
-    runbook: str | None
-    jq_match: str
-    title: str
-    comments: tuple[str, ...]
-    enabled: bool = True
-    # Kept from an earlier conversion of the same rule (see keep_additions).
-    enabled_comments: tuple[str, ...] = ()
-    tests: str = ""
-
-    def toml(self) -> str:
-        lines = [f"# {line}" if line else "#" for line in self.comments]
-        lines.append("[[rule]]")
-        lines.append(f"name = {_basic(self.name)}")
-        lines.append(f"description = {_basic(self.description)}")
-        lines.append(f'severity = "{self.severity}"')
-        if not self.enabled or self.enabled_comments:
-            lines.extend(self.enabled_comments)
-            lines.append(f"enabled = {'true' if self.enabled else 'false'}")
-        lines.append(f"tags = [{', '.join(_basic(tag) for tag in self.tags)}]")
-        if self.runbook:
-            lines.append(f"runbook = {_basic(self.runbook)}")
-        lines.append(f"jq_match = {_multiline(self.jq_match)}")
-        lines.append(f"title = {_literal(self.title)}")
-        text = "\n".join(lines) + "\n"
-        return text + ("\n" + self.tests if self.tests else "")
+_NOT_NATIVE: Final = "not on the native fast path: libjq runs it on every record it gets"
 
 
 @dataclass(frozen=True)
@@ -88,12 +65,27 @@ class Conversion:
     path: Path
     title: str
     sigma_id: str
-    table: RuleTable | None = None
+    # Its [[rule]] tables: usually one; a sequence's steps come before it; none for a rule that
+    # only a correlation uses (`generate: false`).
+    tables: tuple[RuleTable, ...] = ()
     unsupported: str | None = None
     warnings: tuple[str, ...] = ()
     native: bool = False
     # The indexed fields the engine decides the rule's first select on, once per index key.
     gate: tuple[str, ...] = ()
+    # A rule with memory: what it became (`threshold 11 in 30m`).
+    memory: str | None = None
+    # A rule that correlations use: how (`a step of 'X'`, `part of 'X' only`).
+    role: str | None = None
+
+    @property
+    def table(self) -> RuleTable | None:
+        """The rule's own table (a sequence's, after its steps)."""
+        return self.tables[-1] if self.tables else None
+
+    @property
+    def converted(self) -> bool:
+        return self.unsupported is None
 
     @property
     def status(self) -> str:
@@ -102,72 +94,300 @@ class Conversion:
         return "warning" if self.warnings else "converted"
 
 
+@dataclass(frozen=True)
+class _Search:
+    """A detection rule, converted: its jq_match and what `sigma check` says of it."""
+
+    jq_match: str
+    warnings: tuple[str, ...]
+    native: bool
+    gate: tuple[str, ...]
+
+
+Rule = SigmaRule | SigmaCorrelationRule
+
+
 @dataclass
 class Converter:
     """Converts Sigma files; one instance per run (rule names are made unique across it)."""
 
     backend: JqBackend = field(default_factory=JqBackend)
-    _names: set[str] = field(default_factory=set)
+    _taken: set[str] = field(default_factory=set)
+    _names: dict[int, str] = field(default_factory=dict)
+    # Per run: each detection rule converted (or why not), each correlation's memory (or why
+    # not), and the correlations that name each rule.
+    _searches: dict[int, _Search | str] = field(default_factory=dict)
+    _memories: dict[int, Memory | str] = field(default_factory=dict)
+    _referenced_by: dict[int, list[SigmaCorrelationRule]] = field(default_factory=dict)
+    # Sigma 1's searches, made by legacy.expand: written with the rule they belong to.
+    _generated: set[int] = field(default_factory=set)
 
     def convert_paths(self, paths: Sequence[str | Path]) -> list[Conversion]:
-        return [c for path in sigma_files(paths) for c in self.convert_file(path)]
+        return self.convert_files(sigma_files(paths))
 
-    def convert_file(self, path: Path) -> list[Conversion]:
+    def convert_files(self, paths: Sequence[Path]) -> list[Conversion]:
+        """Every rule of the files, in file and document order."""
+        documents: list[tuple[Path, Rule | Conversion]] = []
+        for path in paths:
+            try:
+                text = path.read_text(encoding="utf-8")
+                collection = SigmaCollection.from_yaml(text, True, resolve_references=False)
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, SigmaError) as exc:
+                reason = " ".join(str(exc).split())
+                documents.append(
+                    (path, Conversion(path, path.stem, "", unsupported=f"cannot read: {reason}"))
+                )
+                continue
+            documents.extend((path, rule) for rule in collection.rules)
+        expansions: dict[int, legacy.Expansion | str] = {}
+        pool: list[Rule] = []
+        for _, document in documents:
+            if isinstance(document, SigmaRule) and legacy.has_memory(document):
+                try:
+                    expansion = legacy.expand(document)
+                except legacy.Refused as exc:
+                    expansions[id(document)] = str(exc)
+                    continue
+                expansions[id(document)] = expansion
+                pool.extend(expansion.searches)
+                self._generated.update(id(search) for search in expansion.searches)
+                if expansion.correlation is not None:
+                    pool.append(expansion.correlation)
+            elif isinstance(document, SigmaRule | SigmaCorrelationRule):
+                pool.append(document)
+        self._prepare(pool)
+        conversions = []
+        for path, document in documents:
+            if isinstance(document, Conversion):
+                conversions.append(document)
+            elif id(document) in expansions:
+                assert isinstance(document, SigmaRule)
+                conversions.append(self._legacy(path, document, expansions[id(document)]))
+            elif isinstance(document, SigmaCorrelationRule):
+                conversions.append(self._correlation(path, document))
+            else:
+                conversions.append(self._detection(path, document))
+        return conversions
+
+    # -- converting ------------------------------------------------------------------------------
+
+    def _prepare(self, pool: list[Rule]) -> None:
+        """Resolve the correlations' references across the run, then convert every detection
+        rule, then every correlation (which reads its rules' conversions)."""
+        collection = SigmaCollection(pool, resolve_references=False)  # type: ignore[arg-type]
+        correlations = [rule for rule in pool if isinstance(rule, SigmaCorrelationRule)]
+        for correlation in correlations:
+            problem = _invalid(correlation)
+            if problem is None:
+                try:
+                    correlation.resolve_rule_references(collection)
+                except SigmaError as exc:
+                    problem = _message(exc)
+            if problem is not None:
+                self._memories[id(correlation)] = problem
+                continue
+            for reference in correlation.referenced_rules:
+                self._referenced_by.setdefault(id(reference.rule), []).append(correlation)
+        for rule in pool:
+            if isinstance(rule, SigmaRule):
+                self._searches[id(rule)] = self._search(rule)
+        for correlation in correlations:
+            if id(correlation) not in self._memories:
+                self._memories[id(correlation)] = self._memory(correlation)
+
+    def _search(self, rule: SigmaRule) -> _Search | str:
+        problem = _invalid(rule)
+        if problem is not None:
+            return problem
         try:
-            collection = SigmaCollection.from_yaml(path.read_text(encoding="utf-8"), True)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, SigmaError) as exc:
-            reason = " ".join(str(exc).split())
-            return [Conversion(path, path.stem, "", unsupported=f"cannot read: {reason}")]
-        return [self.convert_rule(path, rule) for rule in collection.rules]
+            jq_match = gated_program(self.backend.rule_expr(rule))
+            warnings = checks.pitfalls(rule)
+        except SigmaError as exc:
+            return _message(exc)
+        except NotImplementedError as exc:
+            return str(exc)
+        native, gate = _assess(jq_match)
+        if not native:
+            warnings.append(_NOT_NATIVE)
+        return _Search(jq_match, tuple(warnings), native, gate)
 
-    def convert_rule(self, path: Path, rule: Any) -> Conversion:
-        title = str(getattr(rule, "title", "") or path.stem)
-        sigma_id = str(rule.id) if getattr(rule, "id", None) else ""
-        if isinstance(rule, SigmaCorrelationRule):
-            kind = getattr(rule.type, "value", rule.type)
-            return Conversion(path, title, sigma_id, unsupported=f"correlation rule ({kind})")
+    def _memory(self, correlation: SigmaCorrelationRule) -> Memory | str:
+        for reference in correlation.referenced_rules:
+            found = self._searches.get(id(reference.rule))
+            if isinstance(found, str):
+                return f"its rule {_titled(reference.rule)} is unsupported: {found}"
+        try:
+            return self.backend.rule_memory(correlation)
+        except SigmaError as exc:
+            return _message(exc)
+        except NotImplementedError as exc:
+            return str(exc)
+
+    # -- one Conversion per Sigma document ----------------------------------------------------
+
+    def _detection(self, path: Path, rule: Rule) -> Conversion:
+        title, sigma_id = _identity(path, rule)
         if not isinstance(rule, SigmaRule):
             kind = type(rule).__name__
             return Conversion(path, title, sigma_id, unsupported=f"{kind} (not a detection rule)")
-        warnings = []
-        for error in rule.errors:
-            if isinstance(error, SigmaIdentifierError):
-                warnings.append(f"id {sigma_id!r} is not a UUID (kept as written)")
-            else:
-                return Conversion(path, title, sigma_id, unsupported=f"invalid rule: {error}")
-        construct = checks.unsupported(rule)
-        if construct is not None:
-            return Conversion(path, title, sigma_id, unsupported=construct)
-        try:
-            jq_match = self.backend.jq_program(rule)
-            warnings += checks.pitfalls(rule)
-        except SigmaError as exc:
-            return Conversion(path, title, sigma_id, unsupported=_message(exc))
-        except NotImplementedError as exc:
-            return Conversion(path, title, sigma_id, unsupported=str(exc))
-        native = compile_native(jq_match)
-        gate: tuple[str, ...] = ()
-        if native is not None:
-            for program in (native, native.gate):
-                if program is not None and program.reads and on_index(program.reads):
-                    gate = tuple(".".join(p) for p in program.reads)
-                    break
-        evaluable = native is not None and native.evaluable
-        if not evaluable:
-            warnings.append("not on the native fast path: libjq runs it on every record it gets")
-        table = self._table(path, rule, jq_match)
-        return Conversion(path, title, sigma_id, table, None, tuple(warnings), evaluable, gate)
+        search = self._searches[id(rule)]
+        if isinstance(search, str):
+            return Conversion(path, title, sigma_id, unsupported=search)
+        warnings = _identifier_warnings(rule) + search.warnings
+        users = self._referenced_by.get(id(rule), [])
+        silenced = [c for c in users if not c.generate]
+        in_sequence = [
+            c for c in users if isinstance(m := self._memories[id(c)], Memory) and m.steps
+        ]
+        enabled = _enabled(rule)
+        if not in_sequence and silenced:
+            role = f"no rule of its own (generate: false): part of {_listed(silenced)}"
+            return Conversion(
+                path, title, sigma_id, (), None, warnings, search.native, search.gate, role=role
+            )
+        role = None
+        if in_sequence:
+            role = f"a step of {_listed(in_sequence)}"
+            role += ", alert = false (generate: false)" if silenced else ""
+        table = self._table(
+            path,
+            rule,
+            sigma_id,
+            search.jq_match,
+            # A step of a sequence runs whatever its own status; it alerts only if it may.
+            enabled=enabled or bool(in_sequence),
+            alert=not silenced and enabled,
+        )
+        return Conversion(
+            path, title, sigma_id, (table,), None, warnings, search.native, search.gate, role=role
+        )
 
-    def _table(self, path: Path, rule: SigmaRule, jq_match: str) -> RuleTable:
+    def _correlation(self, path: Path, rule: SigmaCorrelationRule) -> Conversion:
+        title, sigma_id = _identity(path, rule)
+        memory = self._memories[id(rule)]
+        if isinstance(memory, str):
+            return Conversion(path, title, sigma_id, unsupported=f"correlation: {memory}")
+        kind = rule.type.name.lower()
+        comment = f"Sigma correlation ({kind} of {', '.join(_step_titles(rule))}): "
+        conversion = self._with_memory(path, rule, sigma_id, memory, comment + memory.describe())
+        return replace(conversion, warnings=_identifier_warnings(rule) + conversion.warnings)
+
+    def _legacy(self, path: Path, rule: SigmaRule, expansion: legacy.Expansion | str) -> Conversion:
+        title, sigma_id = _identity(path, rule)
+        problem = _invalid(rule)
+        if problem is not None:
+            return Conversion(path, title, sigma_id, unsupported=problem)
+        if isinstance(expansion, str):
+            return Conversion(path, title, sigma_id, unsupported=expansion)
+        searches = [self._searches[id(s)] for s in expansion.searches]
+        for search in searches:
+            if isinstance(search, str):
+                return Conversion(path, title, sigma_id, unsupported=search)
+        warnings = _identifier_warnings(rule) + expansion.warnings
+        warnings += tuple(w for s in searches if isinstance(s, _Search) for w in s.warnings)
+        if expansion.correlation is None:
+            (search,) = searches
+            assert isinstance(search, _Search)
+            table = self._table(path, rule, sigma_id, search.jq_match, enabled=_enabled(rule))
+            return Conversion(
+                path, title, sigma_id, (table,), None, warnings, search.native, search.gate
+            )
+        memory = self._memories[id(expansion.correlation)]
+        if isinstance(memory, str):
+            return Conversion(path, title, sigma_id, unsupported=f"{expansion.construct}: {memory}")
+        conversion = self._with_memory(
+            path,
+            rule,
+            sigma_id,
+            memory,
+            f"Sigma 1 {expansion.construct}: {memory.describe()}",
+        )
+        return replace(conversion, warnings=tuple(dict.fromkeys(warnings + conversion.warnings)))
+
+    def _with_memory(
+        self, path: Path, rule: Rule, sigma_id: str, memory: Memory, comment: str
+    ) -> Conversion:
+        """The tables of a rule with memory: a sequence's steps (each its own rule), then it."""
+        title = _identity(path, rule)[0]
+        enabled = _enabled(rule, memory=True)
+        warnings: list[str] = []
+        tables = []
+        if memory.kind == "sequence":
+            steps = []
+            for step in memory.steps:
+                search = self._searches[id(step)]
+                assert isinstance(search, _Search)
+                steps.append(search)
+                if id(step) in self._generated:  # Sigma 1's searches: written here
+                    tables.append(
+                        self._table(path, step, sigma_id, search.jq_match, enabled, alert=False)
+                    )
+            native = all(search.native for search in steps)
+            gate = tuple(sorted({name for search in steps for name in search.gate}))
+            names = [self._name(step, str(step.id or sigma_id)) for step in memory.steps]
+            line = memory_line(memory, names)
+            jq_match = None
+        else:
+            assert memory.match is not None
+            jq_match = gated_program(memory.match)
+            native, gate = _assess(jq_match)
+            line = memory_line(memory)
+            warnings.append(
+                f"{memory.window} windows are tumbling, aligned to the epoch: matches on either "
+                "side of a boundary are counted apart, so a burst that straddles one may not "
+                "alert (a lower count catches it wherever it falls: docs/stateful-rules.md)"
+            )
+        if not native:
+            warnings.append(_NOT_NATIVE)
+        table = self._table(path, rule, sigma_id, jq_match, enabled, memory=line, comment=comment)
+        tables.append(table)
+        return Conversion(
+            path,
+            title,
+            sigma_id,
+            tuple(tables),
+            None,
+            tuple(warnings),
+            native,
+            gate,
+            memory=memory.describe(),
+        )
+
+    # -- tables ------------------------------------------------------------------------------
+
+    def _name(self, rule: SigmaRuleBase, sigma_id: str) -> str:
+        """The rule's [[rule]] name: its title, made unique within the run (`Title [id8]`)."""
+        known = self._names.get(id(rule))
+        if known is not None:
+            return known
         title = " ".join(str(rule.title).split())
         name = title
-        if name in self._names:
-            name = f"{title} [{str(rule.id)[:8]}]"
-        self._names.add(name)
+        if name in self._taken:
+            name = f"{title} [{sigma_id[:8] or 2}]"
+            number = 2
+            while name in self._taken:
+                number += 1
+                name = f"{title} [{sigma_id[:8] + ' ' if sigma_id else ''}{number}]"
+        self._taken.add(name)
+        self._names[id(rule)] = name
+        return name
+
+    def _table(
+        self,
+        path: Path,
+        rule: SigmaRuleBase,
+        sigma_id: str,
+        jq_match: str | None,
+        enabled: bool,
+        alert: bool = True,
+        memory: str = "",
+        comment: str = "",
+    ) -> RuleTable:
+        title = " ".join(str(rule.title).split())
         author = " ".join(str(rule.author or "unknown author").split())
         description = " ".join(str(rule.description or title).split())
         description += f" (Sigma rule by {author}.)"
-        tags = [f"sigma:{rule.id}"] if rule.id else []
+        tags = [f"sigma:{sigma_id}"] if sigma_id else []
         for tag in rule.tags:
             text = f"{tag.namespace}.{tag.name}"
             if tag.namespace == "attack" and _TECHNIQUE.fullmatch(tag.name):
@@ -184,20 +404,25 @@ class Converter:
         status = str(rule.status) if rule.status is not None else ""
         dates = [f"date {rule.date}"] if rule.date else []
         dates += [f"modified {rule.modified}"] if rule.modified else []
+        heading = f"Sigma rule {sigma_id or '(no id)'}: {title}"
+        if id(rule) in self._generated and sigma_id:
+            heading = f"A step of Sigma rule {sigma_id}: {title}"
         comments = [
-            f"Sigma rule {rule.id or '(no id)'}: {title}",
+            heading,
             f"Author: {author}" + "".join(f"; {d}" for d in dates),
             f"Source: {path.name}" + (f"; status: {status}" if status else ""),
         ]
         if rule.license:
             comments.append(f"License: {rule.license}")
-        heading = jqtext.literal(title)[1:-1]
+        if comment:
+            comments.append(comment)
+        shown = jqtext.literal(title)[1:-1]
         title_jq = (
-            f'"{heading}: \\(.eventName? // "?") by '
+            f'"{shown}: \\(.eventName? // "?") by '
             '\\(.userIdentity.arn? // .userIdentity.type? // "unknown principal")"'
         )
         return RuleTable(
-            name=name,
+            name=self._name(rule, sigma_id),
             description=description,
             severity=_SEVERITY.get(level, "medium"),
             tags=tuple(tags),
@@ -205,8 +430,60 @@ class Converter:
             jq_match=jq_match,
             title=title_jq,
             comments=tuple(comments),
-            enabled=status not in _DISABLED_STATUSES,
+            enabled=enabled,
+            alert=alert,
+            memory=memory,
         )
+
+
+def _identity(path: Path, rule: Rule) -> tuple[str, str]:
+    title = str(getattr(rule, "title", "") or path.stem)
+    return title, str(rule.id) if getattr(rule, "id", None) else ""
+
+
+def _invalid(rule: Rule) -> str | None:
+    """Why pySigma found the rule invalid (a non-UUID id is only a warning), or None."""
+    for error in rule.errors:
+        if not isinstance(error, SigmaIdentifierError):
+            return f"invalid rule: {error}"
+    return None
+
+
+def _identifier_warnings(rule: Rule) -> tuple[str, ...]:
+    if any(isinstance(error, SigmaIdentifierError) for error in rule.errors):
+        return (f"id {_identity(Path(), rule)[1]!r} is not a UUID (kept as written)",)
+    return ()
+
+
+def _enabled(rule: SigmaRuleBase, memory: bool = False) -> bool:
+    """`status: deprecated` or `unsupported` rules ship disabled; but SigmaHQ marks a rule
+    `unsupported` when it needs memory, which a rule with memory gives it."""
+    status = str(rule.status) if rule.status is not None else ""
+    return status not in _DISABLED_STATUSES or (memory and status == "unsupported")
+
+
+def _assess(jq_match: str) -> tuple[bool, tuple[str, ...]]:
+    """Whether the native evaluator runs the program, and the indexed fields gating it."""
+    native = compile_native(jq_match)
+    gate: tuple[str, ...] = ()
+    if native is not None:
+        for program in (native, native.gate):
+            if program is not None and program.reads and on_index(program.reads):
+                gate = tuple(".".join(p) for p in program.reads)
+                break
+    return native is not None and native.evaluable, gate
+
+
+def _titled(rule: object) -> str:
+    return f"'{' '.join(str(getattr(rule, 'title', '') or '?').split())}'"
+
+
+def _step_titles(rule: SigmaCorrelationRule) -> list[str]:
+    return [_titled(reference.rule) for reference in rule.referenced_rules]
+
+
+def _listed(rules: Sequence[SigmaCorrelationRule]) -> str:
+    return ", ".join(_titled(rule) for rule in rules)
 
 
 def _message(exc: SigmaError) -> str:
@@ -224,89 +501,3 @@ def sigma_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             found.append(entry)
     return found
-
-
-FILE_HEADER: Final = (
-    "# Tattletail rules converted from Sigma by `tattletail sigma convert` (do not edit the\n"
-    "# [[rule]] tables by hand: convert again; [[rule.test]] tables, `enabled = false` with its\n"
-    "# comment and extra tags survive a conversion into the same directory).\n"
-)
-
-
-def render(tables: Sequence[RuleTable]) -> str:
-    """A rule file: the header, then each table."""
-    return FILE_HEADER + "".join("\n" + table.toml() for table in tables)
-
-
-def keep_additions(table: RuleTable, previous: str) -> RuleTable:
-    """`table`, with what a person added to an earlier conversion written as `previous`: its
-    [[rule.test]] tables, its `enabled` setting with the comments just above it, and tags the
-    converter did not write."""
-    try:
-        document = tomllib.loads(previous)
-    except tomllib.TOMLDecodeError:
-        return table
-    rules = document.get("rule")
-    if not isinstance(rules, list) or len(rules) != 1 or not isinstance(rules[0], dict):
-        return table
-    old = rules[0]
-    lines = previous.splitlines(keepends=True)
-    tests_start = next(
-        (n for n, line in enumerate(lines) if line.strip() == "[[rule.test]]"), len(lines)
-    )
-    # Comments written just above the first [[rule.test]] belong to it.
-    while tests_start > 0 and lines[tests_start - 1].lstrip().startswith("#"):
-        tests_start -= 1
-    tests = "".join(lines[tests_start:]).lstrip("\n")
-    enabled_comments: list[str] = []
-    for n, line in enumerate(lines[:tests_start]):
-        if line.startswith("enabled ="):
-            above = n
-            while above > 0 and lines[above - 1].startswith("#"):
-                above -= 1
-            enabled_comments = [text.rstrip("\n") for text in lines[above:n]]
-    extra = [tag for tag in old.get("tags", []) if isinstance(tag, str) and tag not in table.tags]
-    enabled = old.get("enabled", table.enabled)
-    return replace(
-        table,
-        tags=table.tags + tuple(extra),
-        enabled=enabled if isinstance(enabled, bool) else table.enabled,
-        enabled_comments=tuple(enabled_comments),
-        tests=tests,
-    )
-
-
-def _basic(text: str) -> str:
-    """A TOML basic string."""
-    out = ['"']
-    for c in text:
-        if c == '"':
-            out.append('\\"')
-        elif c == "\\":
-            out.append("\\\\")
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\t":
-            out.append("\\t")
-        elif ord(c) < 0x20 or ord(c) == 0x7F:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(c)
-    out.append('"')
-    return "".join(out)
-
-
-def _literal(text: str) -> str:
-    """A TOML literal string (no escapes: jq's backslashes stay readable) when the text
-    allows one, else a basic string."""
-    if "'" in text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-        return _basic(text)
-    return f"'{text}'"
-
-
-def _multiline(text: str) -> str:
-    """A TOML multi-line literal string when the text allows one, else a basic string."""
-    safe = "'''" not in text and not text.endswith("'")
-    if safe and not any(ord(c) < 0x20 and c not in "\t\n" or ord(c) == 0x7F for c in text):
-        return f"'''\n{text}\n'''"
-    return _basic(text)

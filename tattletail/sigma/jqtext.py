@@ -59,6 +59,13 @@ def values_of(path: Sequence[str]) -> str:
     return f"{walk if walks_arrays(tuple(path)) else f'[{walk}]'} | flatten[] | values"
 
 
+def value_at(path: Sequence[str]) -> str:
+    """The field's value as the record holds it, arrays and all (`.a.b?.c?`): null, or no output,
+    when it is missing or a non-object is met on the way. What a correlation groups by and counts
+    (a rule with memory takes an expression's first output, and no output as null)."""
+    return key_access(path[0], False) + "".join(key_access(k, True) for k in path[1:])
+
+
 def parents_of(path: Sequence[str]) -> str:
     """The objects that would hold the field's last key, a jq stream (for `|exists`)."""
     walk = _walk(path[:-1])
