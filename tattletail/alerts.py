@@ -48,6 +48,13 @@ class Alert:
     flood_summary: dict[str, Any] | None = None
     # Set on an alert of a rule with memory; shown under its kind in the message.
     aggregate: Aggregate | None = None
+    # Where the event happened, from the log file's key or the EventBridge event (None when
+    # neither tells).
+    account: str | None = None
+    region: str | None = None
+    # How the event reached Tattletail: "s3" (a log file notified by S3), "eventbridge" (an
+    # EventBridge event), "backfill" (a file a backfill enqueued) or "local" (a CLI scan).
+    path: str = "s3"
 
     @property
     def event_id(self) -> str:
@@ -55,6 +62,14 @@ class Alert:
             return self.record.event_id
         event_id = self.record.get("eventID")
         return event_id if isinstance(event_id, str) else ""
+
+    @property
+    def event_time(self) -> str | None:
+        """The record's eventTime (ISO 8601, UTC), when it is a string."""
+        if isinstance(self.record, RecordJSON):
+            return self.record.event_time or None
+        event_time = self.record.get("eventTime")
+        return event_time if isinstance(event_time, str) else None
 
     def alert_id(self, destination_id: str) -> str:
         """Deterministic across retries, re-deliveries and trigger paths: the same rule, event
@@ -88,6 +103,10 @@ class Alert:
             message["tags"] = list(self.tags)
         if self.runbook:
             message["runbook"] = self.runbook
+        if self.account is not None:
+            message["account"] = self.account
+        if self.region is not None:
+            message["region"] = self.region
         if self.flood_summary is not None:
             message["flood_summary"] = self.flood_summary
         if self.aggregate is not None:

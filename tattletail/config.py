@@ -770,8 +770,8 @@ def _check_stateful_names(rules: list[Rule], problems: list[str]) -> None:
                 f"{rule.where}: another rule has the same name, and a {rule.stateful.kind} "
                 "rule's state is kept under its name"
             )
-        if not isinstance(rule.stateful, Sequence):
-            continue
+        if not isinstance(rule.stateful, Sequence) or not rule.enabled:
+            continue  # a disabled sequence is never evaluated: its steps may be anything
         for step in dict.fromkeys(rule.stateful.steps):
             found = by_name.get(step, [])
             what = f"{rule.where}: sequence step {step!r}"

@@ -1,14 +1,20 @@
 """The envelope stage: turn whatever invoked the function into the log files to read.
 
-Every trigger shape ends as a list of ObjectRef, so nothing after this module knows how the
-function was invoked. Shapes: S3 event notifications; S3 notifications wrapped in SNS; SQS
-messages carrying either (raw delivery on or off); EventBridge "Object Created"; CloudTrail's own
-SNS notifications (`s3Bucket` + `s3ObjectKey`); and a manual `{"objects": ["s3://b/k", ...]}`.
+Every trigger shape ends as a list of ObjectRef (log files to read) and of CloudTrailEvent
+(records delivered inline), so nothing after this module knows how the function was invoked.
+Shapes: S3 event notifications; S3 notifications wrapped in SNS; SQS messages carrying either
+(raw delivery on or off); EventBridge "Object Created"; CloudTrail's own SNS notifications
+(`s3Bucket` + `s3ObjectKey`); a manual `{"objects": ["s3://b/k", ...]}`; and EventBridge's
+CloudTrail events ("AWS API Call via CloudTrail", ...), alone or in SQS messages, whose `detail`
+is a CloudTrail record evaluated as it is, with no S3 read.
+
+A message may carry routing for a replay (`tattletail backfill` writes it): a top-level
+`"tattletail": {"backfill": RUN-ID, "destinations": [ID, ...]}` next to the notification.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -21,6 +27,40 @@ class UnrecognisedEvent(ValueError):
     """An invocation payload of no shape Tattletail knows."""
 
 
+# EventBridge detail-types whose `detail` is one CloudTrail record. The console sign-in type is
+# spelled "Sign In" in the events and "Signin" in part of AWS's documentation: both are taken.
+CLOUDTRAIL_DETAIL_TYPES = frozenset(
+    {
+        "AWS API Call via CloudTrail",
+        "AWS Console Sign In via CloudTrail",
+        "AWS Console Signin via CloudTrail",
+        "AWS Service Event via CloudTrail",
+        "AWS Console Action via CloudTrail",
+        "AWS Insight via CloudTrail",
+    }
+)
+# The message key holding a replay's routing.
+ROUTING_KEY = "tattletail"
+
+
+@dataclass(frozen=True)
+class CloudTrailEvent:
+    """One CloudTrail record that EventBridge delivered: evaluated at once, no S3 read."""
+
+    record: dict[str, Any]
+    # The EventBridge event's id, account and region.
+    event_id: str
+    account: str | None = None
+    region: str | None = None
+    # The SQS message it came in, as ObjectRef.origin.
+    origin: str | None = None
+
+    @property
+    def source(self) -> str:
+        """What alerts name as their source, where a log file's alerts name its URI."""
+        return f"eventbridge:{self.event_id}"
+
+
 @dataclass(frozen=True)
 class Envelope:
     kind: str
@@ -28,6 +68,51 @@ class Envelope:
     # SQS message ids in the batch, so a partial failure names only the failed messages.
     sqs_message_ids: tuple[str, ...] = ()
     ignored: tuple[str, ...] = field(default=())
+    events: tuple[CloudTrailEvent, ...] = ()
+    # SQS messages refused as they are (a malformed routing field): (message id, why).
+    rejected: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class _Found:
+    refs: list[ObjectRef] = field(default_factory=list)
+    events: list[CloudTrailEvent] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Routing:
+    """A replay's routing, read from a message's `tattletail` key."""
+
+    destinations: tuple[str, ...] | None = None
+    backfill: str | None = None
+
+    def apply(self, ref: ObjectRef) -> ObjectRef:
+        return replace(ref, destinations=self.destinations, backfill=self.backfill)
+
+
+def read_routing(message: Any) -> Routing:
+    """The routing of a message (none when it has no `tattletail` key); ValueError when the
+    key is there but malformed, so a replay never falls back to paging every destination."""
+    if not isinstance(message, dict) or ROUTING_KEY not in message:
+        return Routing()
+    options = message[ROUTING_KEY]
+    if not isinstance(options, dict):
+        raise ValueError(f"'{ROUTING_KEY}' must be an object")
+    unknown = sorted(set(options) - {"destinations", "backfill"})
+    if unknown:
+        raise ValueError(f"'{ROUTING_KEY}' has unknown keys: {', '.join(unknown)}")
+    destinations = options.get("destinations")
+    if destinations is not None and (
+        not isinstance(destinations, list)
+        or not destinations
+        or not all(isinstance(d, str) and d for d in destinations)
+    ):
+        raise ValueError(f"'{ROUTING_KEY}.destinations' must be a non-empty list of ids")
+    backfill = options.get("backfill")
+    if backfill is not None and not isinstance(backfill, str):
+        raise ValueError(f"'{ROUTING_KEY}.backfill' must be a string")
+    return Routing(tuple(destinations) if destinations is not None else None, backfill)
 
 
 def shape(event: Any) -> str:
@@ -51,28 +136,65 @@ def open_envelope(event: Any) -> Envelope:
     if not isinstance(event, dict):
         raise UnrecognisedEvent(f"unrecognised event: {shape(event)}")
     if "objects" in event and isinstance(event["objects"], list):
-        return Envelope("manual", tuple(parse_s3_uri(str(uri)) for uri in event["objects"]))
+        try:
+            routing = read_routing(event)
+        except ValueError as exc:
+            raise UnrecognisedEvent(f"manual invocation: {exc}") from None
+        refs = tuple(routing.apply(parse_s3_uri(str(uri))) for uri in event["objects"])
+        return Envelope("manual", refs)
     records = event.get("Records")
+    found = _Found()
     if isinstance(records, list) and records:
         if all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records):
             return _sqs(records)
-        refs: list[ObjectRef] = []
-        ignored: list[str] = []
         for record in records:
-            _refs_in(record, None, refs, ignored)
-        return Envelope(_kind(records), tuple(refs), ignored=tuple(ignored))
+            _collect(record, None, found)
+        return _envelope(_kind(records), found)
     if event.get("Event") == "s3:TestEvent":
         return Envelope("s3_test_event", ignored=("s3:TestEvent",))
+    if _is_cloudtrail_event(event):
+        _collect(event, None, found)
+        return _envelope("cloudtrail_event", found)
     if event.get("source") == "aws.s3" and isinstance(event.get("detail"), dict):
-        refs = []
-        ignored = []
-        _refs_in(event, None, refs, ignored)
-        return Envelope("eventbridge", tuple(refs), ignored=tuple(ignored))
+        _collect(event, None, found)
+        return _envelope("eventbridge", found)
     if "s3Bucket" in event:
-        refs = []
-        _cloudtrail_notification(event, None, refs)
-        return Envelope("cloudtrail_sns_message", tuple(refs))
+        _cloudtrail_notification(event, None, found.refs)
+        return _envelope("cloudtrail_sns_message", found)
     raise UnrecognisedEvent(f"unrecognised event: {shape(event)}")
+
+
+def _envelope(kind: str, found: _Found, **more: Any) -> Envelope:
+    return Envelope(
+        kind,
+        tuple(found.refs),
+        ignored=tuple(found.ignored),
+        events=tuple(found.events),
+        **more,
+    )
+
+
+def _is_cloudtrail_event(item: dict[str, Any]) -> bool:
+    """An EventBridge event whose detail is a CloudTrail record. Only AWS itself can publish a
+    source starting with `aws.`, so a custom event dressed as CloudTrail's is not taken."""
+    source = item.get("source")
+    return (
+        item.get("detail-type") in CLOUDTRAIL_DETAIL_TYPES
+        and isinstance(source, str)
+        and source.startswith("aws.")
+        and isinstance(item.get("detail"), dict)
+    )
+
+
+def _cloudtrail_event(item: dict[str, Any], origin: str | None) -> CloudTrailEvent:
+    account, region, event_id = item.get("account"), item.get("region"), item.get("id")
+    return CloudTrailEvent(
+        record=item["detail"],
+        event_id=event_id if isinstance(event_id, str) else "",
+        account=account if isinstance(account, str) else None,
+        region=region if isinstance(region, str) else None,
+        origin=origin,
+    )
 
 
 def _get(item: Any, *path: str) -> Any:
@@ -90,23 +212,34 @@ def _kind(records: list[Any]) -> str:
 
 
 def _sqs(records: list[dict[str, Any]]) -> Envelope:
-    refs: list[ObjectRef] = []
-    ignored: list[str] = []
+    found = _Found()
     ids = []
+    rejected: list[tuple[str, str]] = []
     for record in records:
         message_id = str(record.get("messageId", ""))
         ids.append(message_id)
         try:
             body = orjson.loads(record.get("body") or "")
         except orjson.JSONDecodeError:
-            ignored.append(f"SQS message {message_id}: body is not JSON")
+            found.ignored.append(f"SQS message {message_id}: body is not JSON")
             continue
-        _refs_in(body, message_id, refs, ignored)
-    return Envelope("sqs", tuple(refs), sqs_message_ids=tuple(ids), ignored=tuple(ignored))
+        try:
+            routing = read_routing(body)
+        except ValueError as exc:
+            rejected.append((message_id, str(exc)))
+            continue
+        message = _Found()
+        _collect(body, message_id, message)
+        found.refs.extend(routing.apply(ref) for ref in message.refs)
+        found.events.extend(message.events)
+        found.ignored.extend(message.ignored)
+    return _envelope("sqs", found, sqs_message_ids=tuple(ids), rejected=tuple(rejected))
 
 
-def _refs_in(item: Any, origin: str | None, refs: list[ObjectRef], ignored: list[str]) -> None:
-    """Collect object refs from one notification of any nesting (SNS inside SQS, ...)."""
+def _collect(item: Any, origin: str | None, found: _Found) -> None:
+    """Collect object refs and CloudTrail events from one notification of any nesting (SNS
+    inside SQS, ...)."""
+    refs, ignored = found.refs, found.ignored
     if not isinstance(item, dict):
         ignored.append(f"not a notification: {shape(item)}")
         return
@@ -115,7 +248,10 @@ def _refs_in(item: Any, origin: str | None, refs: list[ObjectRef], ignored: list
         return
     if isinstance(item.get("Records"), list):
         for record in item["Records"]:
-            _refs_in(record, origin, refs, ignored)
+            _collect(record, origin, found)
+        return
+    if _is_cloudtrail_event(item):
+        found.events.append(_cloudtrail_event(item, origin))
         return
     s3 = item.get("s3")
     if isinstance(s3, dict):
@@ -138,7 +274,7 @@ def _refs_in(item: Any, origin: str | None, refs: list[ObjectRef], ignored: list
         except orjson.JSONDecodeError:
             ignored.append("SNS message is not JSON")
             return
-        _refs_in(inner, origin, refs, ignored)
+        _collect(inner, origin, found)
         return
     if item.get("source") == "aws.s3" and isinstance(item.get("detail"), dict):
         detail = item["detail"]

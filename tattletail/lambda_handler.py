@@ -137,8 +137,14 @@ async def handle(event: Any, context: Any) -> dict[str, Any]:
                 logs.log(
                     logging.INFO, "notification_ignored", envelope=envelope.kind, reason=reason
                 )
+            for message_id, reason in envelope.rejected:
+                # Not processed as it is: it comes back, and ends in the dead-letter queue.
+                summary.messages_rejected += 1
+                logs.log(logging.ERROR, "message_rejected", message_id=message_id, error=reason)
             try:
-                failed = await service.run(envelope.refs, summary, deadline=_deadline(context))
+                failed, failed_events = await service.run_all(
+                    envelope.refs, envelope.events, summary, deadline=_deadline(context)
+                )
             finally:
                 # Logged however the run ended (DeliveryIncomplete included).
                 logs.log(
@@ -148,12 +154,23 @@ async def handle(event: Any, context: Any) -> dict[str, Any]:
             if service.settings.emit_metrics:
                 metrics.emit(summary, function_name)
         if envelope.kind == "sqs":
-            failed_ids = sorted({ref.origin for ref in failed if ref.origin})
+            failed_ids = sorted(
+                {item.origin for item in [*failed, *failed_events] if item.origin}
+                | {message_id for message_id, _ in envelope.rejected}
+            )
             return {"batchItemFailures": [{"itemIdentifier": i} for i in failed_ids]}
-        if failed:
+        if failed or failed_events:
+            counts = [
+                f"{len(lost)} of {len(given)} {noun}"
+                for lost, given, noun in (
+                    (failed, envelope.refs, "objects"),
+                    (failed_events, envelope.events, "events"),
+                )
+                if given
+            ]
             raise ObjectsFailed(
-                f"{len(failed)} of {len(envelope.refs)} objects failed: "
-                + ", ".join(ref.uri for ref in failed)
+                f"{' and '.join(counts)} failed: "
+                + ", ".join([*(ref.uri for ref in failed), *(e.source for e in failed_events)])
             )
         return summary.fields()
 

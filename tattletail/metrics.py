@@ -18,12 +18,17 @@ import orjson
 from tattletail.summary import RunSummary
 
 NAMESPACE = "Tattletail"
-# CloudWatch accepts at most 100 metrics per EMF document.
+# CloudWatch accepts at most 100 metrics per EMF document, and 100 values per metric.
 _MAX_METRICS = 100
+_MAX_VALUES = 100
+# Seconds from an event's eventTime to its alert's delivery, by Path (s3, eventbridge, ...).
+LATENCY = "AlertLatencySeconds"
 
 
 def _document(
-    dimensions: Mapping[str, str], values: Mapping[str, tuple[float, str]], timestamp_ms: int
+    dimensions: Mapping[str, str],
+    values: Mapping[str, tuple[float | list[float], str]],
+    timestamp_ms: int,
 ) -> dict[str, Any]:
     return {
         "_aws": {
@@ -45,10 +50,10 @@ def documents(
     summary: RunSummary, function_name: str, timestamp_ms: int | None = None
 ) -> list[dict[str, Any]]:
     """The EMF documents for one run: totals, then one document per rule, destination and
-    skip/failure reason (each its own dimension value)."""
+    skip/failure reason (each its own dimension value), then the alert latencies by path."""
     now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     base = {"FunctionName": function_name}
-    totals: dict[str, tuple[float, str]] = {
+    totals: dict[str, tuple[float | list[float], str]] = {
         "Objects": (summary.objects, "Count"),
         "ObjectsSkipped": (summary.objects_skipped, "Count"),
         "ObjectsFailed": (summary.objects_failed, "Count"),
@@ -64,8 +69,12 @@ def documents(
         "AlertsDeadLettered": (summary.alerts_dead_lettered, "Count"),
         "AlertsHeld": (summary.alerts_held, "Count"),
         "AlertsDeduplicated": (summary.alerts_deduplicated, "Count"),
+        "DedupeErrors": (summary.dedupe_errors, "Count"),
         "ConfigErrors": (summary.config_errors, "Count"),
         "EventsUnrecognised": (summary.events_unrecognised, "Count"),
+        "Events": (summary.events, "Count"),
+        "EventsFailed": (summary.events_failed, "Count"),
+        "MessagesRejected": (summary.messages_rejected, "Count"),
         "EvaluationSeconds": (round(summary.evaluation_seconds, 6), "Seconds"),
         "StatefulAlerts": (summary.stateful_alerts, "Count"),
         "StateHeld": (summary.state_held, "Count"),
@@ -85,7 +94,7 @@ def documents(
         ("Destination", "AlertsFailed", summary.failed_by_destination),
         ("Destination", "AlertsDeadLettered", summary.dead_lettered_by_destination),
     ]
-    grouped: dict[tuple[str, str], dict[str, tuple[float, str]]] = {}
+    grouped: dict[tuple[str, str], dict[str, tuple[float | list[float], str]]] = {}
     for dimension, metric, counts in per_dimension:
         for value, count in counts.items():
             grouped.setdefault((dimension, value), {})[metric] = (count, "Count")
@@ -97,6 +106,11 @@ def documents(
                     {**base, dimension: value}, dict(items[start : start + _MAX_METRICS]), now
                 )
             )
+    # One value per delivered alert, by path: CloudWatch keeps the distribution (percentiles).
+    for path, latencies in sorted(summary.alert_latencies.items()):
+        for start in range(0, len(latencies), _MAX_VALUES):
+            values = [round(v, 3) for v in latencies[start : start + _MAX_VALUES]]
+            docs.append(_document({**base, "Path": path}, {LATENCY: (values, "Seconds")}, now))
     return docs
 
 

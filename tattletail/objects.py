@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tattletail import trail_keys
+
 GZIP_MAGIC = b"\x1f\x8b"
 # Read S3 bodies in 1 MiB chunks so the size limit is enforced while streaming, not after.
 _CHUNK = 1024 * 1024
+# The local "path" that means standard input (`tattletail scan -`).
+STDIN = "-"
 
 
 class ObjectError(Exception):
@@ -35,12 +39,17 @@ class ObjectRef:
     """Where one log file lives: an S3 object (bucket set) or a local path (bucket None).
 
     `origin` names the trigger message it came from (an SQS message id), so a failure can be
-    reported against that message only.
+    reported against that message only. The key `-` with no bucket is standard input.
     """
 
     key: str
     bucket: str | None = None
     origin: str | None = None
+    # A replay's routing (`tattletail backfill --destinations`): its alerts go to these
+    # destinations instead of each rule's. None: each rule's own.
+    destinations: tuple[str, ...] | None = None
+    # The backfill run that enqueued it, if one did.
+    backfill: str | None = None
 
     @property
     def uri(self) -> str:
@@ -49,11 +58,7 @@ class ObjectRef:
 
 def skip_reason(ref: ObjectRef) -> str | None:
     """Why an object is not a log file to evaluate, judged from its key alone; None if it is."""
-    if "/CloudTrail-Digest/" in f"/{ref.key}":
-        return "digest"
-    if ref.key.endswith("/"):
-        return "folder"
-    return None
+    return trail_keys.skip_reason(ref.key)
 
 
 async def fetch(ref: ObjectRef, s3: Any, max_bytes: int) -> bytes:
@@ -63,8 +68,19 @@ async def fetch(ref: ObjectRef, s3: Any, max_bytes: int) -> bytes:
         # loop, and asyncio would add a tenth of a second to every worker's cold start.
         import asyncio
 
+        if ref.key == STDIN:
+            return await asyncio.to_thread(_read_stdin, max_bytes)
         return await asyncio.to_thread(_read_local, Path(ref.key), max_bytes)
     return await _read_s3(s3, ref, max_bytes)
+
+
+def _read_stdin(max_bytes: int) -> bytes:
+    import sys
+
+    data = sys.stdin.buffer.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ObjectError("too_large", f"standard input: more than {max_bytes} bytes, the limit")
+    return data
 
 
 def _read_local(path: Path, max_bytes: int) -> bytes:

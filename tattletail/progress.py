@@ -43,16 +43,21 @@ class Progress:
         self._width = 0
 
     def update(self, done: int, records: int) -> None:
+        self.draw(lambda seconds: render(done, self.total, records, seconds))
+
+    def draw(self, line: Callable[[float], str]) -> None:
+        """Redraw with the line made for the seconds since the start (any progress line: a
+        backfill draws its own)."""
         if not self.enabled:
             return
         seconds = self._clock() - self._started
         if seconds < self._delay:
             return
-        line = render(done, self.total, records, seconds)
+        text = line(seconds)
         # Pad over a longer previous line; \r redraws in place.
-        self.stream.write("\r" + line.ljust(self._width))
+        self.stream.write("\r" + text.ljust(self._width))
         self.stream.flush()
-        self._width = len(line)
+        self._width = len(text)
 
     def close(self) -> None:
         """Erase the line, so the summary that follows starts on a clean one."""

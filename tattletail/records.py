@@ -402,14 +402,16 @@ class RecordJSON(JSONText, Mapping[str, Any]):
 
     Most alerts are only encoded again (printed, published, archived), and
     `tattletail.json_output.dumps` embeds the text as it is, so the main process never decodes
-    those records. `event_id` is read in the worker, for alert ids and dedupe without a decode.
+    those records. `event_id` and `event_time` are read in the worker, for alert ids, dedupe
+    and latency without a decode.
     """
 
-    __slots__ = ("_decoded", "event_id")
+    __slots__ = ("_decoded", "event_id", "event_time")
 
-    def __init__(self, json: bytes, event_id: str = "") -> None:
+    def __init__(self, json: bytes, event_id: str = "", event_time: str = "") -> None:
         self.json = json
         self.event_id = event_id
+        self.event_time = event_time
         self._decoded: dict[str, Any] | None = None
 
     @property
@@ -438,7 +440,7 @@ class RecordJSON(JSONText, Mapping[str, Any]):
     __hash__ = None  # type: ignore[assignment] # a record is a dict: not hashable either
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (RecordJSON, (self.json, self.event_id))
+        return (RecordJSON, (self.json, self.event_id, self.event_time))
 
     def __repr__(self) -> str:
         return f"RecordJSON({self.json[:60]!r}..., event_id={self.event_id!r})"

@@ -165,10 +165,11 @@ class Match:
 def record_json(record: Mapping[str, Any], text: bytes | memoryview | None = None) -> RecordJSON:
     """A record as the JSON text that crosses to the main process: its own text where the
     file gave one (numbers as written), else as written by `dumps`."""
-    event_id = record.get("eventID")
+    event_id, event_time = record.get("eventID"), record.get("eventTime")
     return RecordJSON(
         dumps(record) if text is None else bytes(text),
         event_id if isinstance(event_id, str) else "",
+        event_time if isinstance(event_time, str) else "",
     )
 
 
@@ -210,6 +211,8 @@ class Evaluation:
     records_invalid: int = 0
     records_failed: int = 0
     failure_samples: list[RecordFailure] = field(default_factory=list)
+    # Records left out by an eventTime window (`scan --since/--until`), not in `records`.
+    out_of_range: int = 0
 
     def add_failure(self, failure: RecordFailure) -> None:
         self.records_failed += 1
@@ -222,6 +225,7 @@ class Evaluation:
 
     def merge(self, other: Evaluation) -> None:
         self.records += other.records
+        self.out_of_range += other.out_of_range
         self.quarantined.extend(other.quarantined)
         self.seconds += other.seconds
         self.records_invalid += other.records_invalid
@@ -278,6 +282,10 @@ class _Program:
                 gate = native  # decided entirely by indexed fields
             elif native.gate is not None:
                 gate = native.gate
+            elif native.evaluable and native.reads is not None:
+                # `select(c)` alone, on other fields (a converted Sigma rule on userAgent): its
+                # own gate, decided once per distinct value it reads; a match runs it again.
+                gate = native
         if indexed:
             for path in list(required):
                 if path in INDEX_PATHS:

@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from tattletail import logs
+from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
 from tattletail.config import Config
+from tattletail.daterange import EventWindow
 from tattletail.dedupe import DedupeTable
 from tattletail.destinations import DeliveryContext
 from tattletail.dispatch import DeliveryPolicy, Dispatcher
+from tattletail.envelope import CloudTrailEvent
 from tattletail.objects import ObjectRef
 from tattletail.pipeline import AlertSink, Pipeline, rule_sources
 from tattletail.ratelimit import TokenBucket
@@ -126,14 +130,31 @@ class Service:
         summary: RunSummary,
         sink: AlertSink | None = None,
         deadline: float | None = None,
+        window: EventWindow | None = None,
     ) -> list[ObjectRef]:
         """Process the objects, delivering alerts to the config's destinations unless a sink
         is given; return the objects that failed. Raises DeliveryIncomplete after everything
         else was done when some alert could not be delivered nor dead-lettered. `deadline` is
-        a time.monotonic() value that retries must not run past."""
+        a time.monotonic() value that retries must not run past; with a `window`, only records
+        whose eventTime is in it are evaluated."""
+        failed, _ = await self.run_all(refs, (), summary, sink, deadline, window)
+        return failed
+
+    async def run_all(
+        self,
+        refs: Sequence[ObjectRef],
+        events: Sequence[CloudTrailEvent],
+        summary: RunSummary,
+        sink: AlertSink | None = None,
+        deadline: float | None = None,
+        window: EventWindow | None = None,
+    ) -> tuple[list[ObjectRef], list[CloudTrailEvent]]:
+        """`run`, for log files and inline CloudTrail events together (one invocation's
+        envelope): one dispatcher and one state stage, so flood control, deduplication and
+        rules with memory span both. Returns the objects and the events that failed."""
         state = self._state_stage(summary, deadline)
         if sink is not None:
-            failed = await self.pipeline.run(refs, sink, summary, state, deadline)
+            failed = await self._run_both(refs, events, sink, summary, state, deadline, window)
             if state is not None:
                 await state.flush(sink)
             return failed
@@ -147,11 +168,36 @@ class Service:
             deadline=deadline,
             buckets=self._buckets,
         )
-        failed = await self.pipeline.run(refs, dispatcher.deliver_all, summary, state, deadline)
+
+        async def deliver(alerts: Sequence[Alert]) -> Sequence[bool] | None:
+            delivered = await dispatcher.deliver_all(alerts)
+            # Measured once delivered: eventTime to alert, the latency a user sees.
+            now = datetime.now(UTC)
+            for alert in alerts:
+                summary.record_latency(alert.path, alert.event_time, now)
+            return delivered
+
+        failed = await self._run_both(refs, events, deliver, summary, state, deadline, window)
         if state is not None:
-            await state.flush(dispatcher.deliver_all)
+            await state.flush(deliver)
         await dispatcher.finish()
         return failed
+
+    async def _run_both(
+        self,
+        refs: Sequence[ObjectRef],
+        events: Sequence[CloudTrailEvent],
+        sink: AlertSink,
+        summary: RunSummary,
+        state: StateStage | None,
+        deadline: float | None,
+        window: EventWindow | None,
+    ) -> tuple[list[ObjectRef], list[CloudTrailEvent]]:
+        failed_refs, failed_events = await asyncio.gather(
+            self.pipeline.run(refs, sink, summary, state, deadline, window),
+            self.pipeline.run_events(events, sink, summary, state, deadline),
+        )
+        return failed_refs, failed_events
 
     def _state_stage(self, summary: RunSummary, deadline: float | None) -> StateStage | None:
         if not self.plan.stateful:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from tattletail.daterange import parse_event_time
 
 
 @dataclass
@@ -22,6 +26,8 @@ class RunSummary:
     alerts_held: int = 0
     alerts_deduplicated: int = 0
     alerts_dead_lettered: int = 0
+    # Dedupe table calls that failed (the alert was still sent, or was not: see dispatch.py).
+    dedupe_errors: int = 0
     flood_summaries: int = 0
     rule_errors: int = 0
     # Rules quarantined during this run (each is reported once, when it is quarantined).
@@ -57,6 +63,33 @@ class RunSummary:
     evaluation_seconds: float = 0.0
     # Now minus the newest eventTime of the objects: how far behind CloudTrail alerts run.
     file_lag_seconds: float | None = None
+    # CloudTrail events received inline (EventBridge), evaluated with no S3 read.
+    events: int = 0
+    events_failed: int = 0
+    # Records left out by `scan --since/--until` (their eventTime is out of range).
+    records_out_of_range: int = 0
+    # SQS messages refused as they were (a malformed routing field).
+    messages_rejected: int = 0
+    # Per path ("s3", "eventbridge", "backfill", "local"), seconds from each delivered alert's
+    # eventTime to its delivery.
+    alert_latencies: dict[str, list[float]] = field(default_factory=dict)
+
+    def record_latency(self, path: str, event_time: str | None, now: datetime) -> None:
+        moment = parse_event_time(event_time) if event_time else None
+        if moment is not None:
+            self.alert_latencies.setdefault(path, []).append((now - moment).total_seconds())
+
+    def latency_fields(self) -> dict[str, dict[str, float]]:
+        """Per path: how many alerts, the median and the largest latency, in seconds."""
+        return {
+            path: {
+                "alerts": len(values),
+                "p50": round(statistics.median(values), 3),
+                "max": round(max(values), 3),
+            }
+            for path, values in sorted(self.alert_latencies.items())
+            if values
+        }
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -72,6 +105,7 @@ class RunSummary:
             "alerts_held": self.alerts_held,
             "alerts_deduplicated": self.alerts_deduplicated,
             "alerts_dead_lettered": self.alerts_dead_lettered,
+            "dedupe_errors": self.dedupe_errors,
             "flood_summaries": self.flood_summaries,
             "rule_errors": self.rule_errors,
             "rules_quarantined": self.rules_quarantined,
@@ -98,4 +132,9 @@ class RunSummary:
             "file_lag_seconds": (
                 None if self.file_lag_seconds is None else round(self.file_lag_seconds, 1)
             ),
+            "events": self.events,
+            "events_failed": self.events_failed,
+            "records_out_of_range": self.records_out_of_range,
+            "messages_rejected": self.messages_rejected,
+            "alert_latency_seconds": self.latency_fields(),
         }

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tattletail.daterange import EventWindow
 from tattletail.json_output import JSONText, dumps
 from tattletail.objects import ObjectError, decompress
 from tattletail.records import LogFile, Position, Slice
@@ -45,6 +46,8 @@ class Job:
     # Evaluate the first batch only, rule by rule, announcing each rule and timing it (after
     # an overrun): the supervisor then knows which rule to blame.
     isolate: bool = False
+    # Only records whose eventTime is in it are evaluated (`scan --since/--until`).
+    window: EventWindow | None = None
 
 
 def scrub_environment() -> None:
@@ -98,10 +101,11 @@ def _evaluate_batch(
     conn: Connection, rules: RuleSet, job: Job, log_file: LogFile, number: int
 ) -> Evaluation:
     if job.isolate:
-        part = log_file.read(job.batch_size)
+        part, outside = _in_window(log_file.read(job.batch_size), job.window)
         result = rules.evaluate_rule_by_rule(
             part.records, job.skip, lambda rule_index: conn.send(("rule", rule_index)), part.texts
         )
+        result.out_of_range = outside
         return _finished(result, part)
     result = Evaluation()
     remaining = job.batch_size
@@ -109,14 +113,31 @@ def _evaluate_batch(
     while remaining > 0 and not log_file.done:
         part = log_file.read(min(EVALUATION_SLICE, remaining))
         remaining -= part.entries
+        part, outside = _in_window(part, job.window)
         try:
             evaluation = rules.evaluate(part.records, job.skip, part.texts)
         except Exception:
             # Not a jq error (those are counted where they happen): a record too deep for
             # Python's recursion limit, or memory. The slice again, each rule contained.
             evaluation = rules.evaluate_each(part.records, job.skip, part.texts)
+        evaluation.out_of_range = outside
         result.merge(_finished(evaluation, part))
     return result
+
+
+def _in_window(part: Slice, window: EventWindow | None) -> tuple[Slice, int]:
+    """The slice with only the records in the window, and how many were left out."""
+    if window is None:
+        return part, 0
+    contains = window.contains
+    keep = [contains(record.get("eventTime")) for record in part.records]
+    records = [record for record, kept in zip(part.records, keep, strict=True) if kept]
+    texts = (
+        None
+        if part.texts is None
+        else [text for text, kept in zip(part.texts, keep, strict=True) if kept]
+    )
+    return replace(part, records=records, texts=texts), len(part.records) - len(records)
 
 
 def _finished(result: Evaluation, part: Slice) -> Evaluation:

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tattletail.daterange import EventWindow
 from tattletail.objects import ObjectError, SkippedObject
 from tattletail.records import Position
 from tattletail.rules import Evaluation, QuarantinedRule, RuleSource
@@ -220,9 +221,14 @@ class WorkerPool:
                 )
 
     async def evaluate(
-        self, payload: bytes, max_bytes: int, cutoff: float | None = None
+        self,
+        payload: bytes,
+        max_bytes: int,
+        cutoff: float | None = None,
+        window: EventWindow | None = None,
     ) -> Evaluation:
-        """Evaluate one log file's bytes, by every rule not quarantined.
+        """Evaluate one log file's bytes, by every rule not quarantined; with a window, only
+        the records whose eventTime is in it.
 
         `cutoff` (a time.monotonic() value) is when evaluation must stop: DeadlineReached then.
         ObjectError for a bad file; WorkerCrashed if a worker dies or overruns with no rule
@@ -244,6 +250,7 @@ class WorkerPool:
                 position=position,
                 skip=frozenset(self.quarantined),
                 isolate=isolating is not None,
+                window=window,
             )
             outcome = await self._run(job, total, cutoff)
             if outcome.kind == "deadline":

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tattletail.envelope import UnrecognisedEvent, open_envelope, parse_s3_uri, shape
 from tattletail.objects import ObjectRef
@@ -315,3 +317,69 @@ def test_sqs_bodies_made_by_real_sns_delivery_are_understood(moto: Any, raw: boo
 
     assert keys(envelope.refs) == [(BUCKET, KEY1), (BUCKET, KEY2)]
     assert {ref.origin for ref in envelope.refs} == {messages[0]["MessageId"]}
+
+
+# -- replay routing (`tattletail backfill`) --------------------------------------------------
+
+
+def test_a_backfill_message_names_its_file_and_its_routing() -> None:
+    from tattletail.backfill import notification
+    from tattletail.listing import Listed
+
+    body = notification(
+        BUCKET,
+        [Listed("AWSLogs/1/CloudTrail/a b+c.json.gz", 10, '"e"')],
+        {"backfill": "run-7", "destinations": ["Archive"]},
+        "2024-01-01T00:00:00.000Z",
+    )
+    envelope = open_envelope(
+        {"Records": [{"messageId": "m1", "eventSource": "aws:sqs", "body": body}]}
+    )
+
+    [ref] = envelope.refs
+    assert (ref.bucket, ref.key, ref.origin) == (BUCKET, "AWSLogs/1/CloudTrail/a b+c.json.gz", "m1")
+    assert (ref.destinations, ref.backfill) == (("Archive",), "run-7")
+
+
+@given(st.text(min_size=1, max_size=60).filter(lambda k: "\x00" not in k))
+def test_any_key_survives_the_backfill_notification_round_trip(key: str) -> None:
+    from tattletail.backfill import notification
+    from tattletail.listing import Listed
+
+    body = notification(BUCKET, [Listed(key, 1, "")], {"backfill": "r"}, "2024-01-01T00:00:00Z")
+    [ref] = open_envelope(
+        {"Records": [{"messageId": "m", "eventSource": "aws:sqs", "body": body}]}
+    ).refs
+    assert ref.key == key
+
+
+@pytest.mark.parametrize(
+    "routing",
+    [
+        "Archive",
+        {"destinations": "Archive"},
+        {"destinations": []},
+        {"destinations": ["Archive", 3]},
+        {"destinations": [""]},
+        {"backfill": 7},
+        {"destination": ["Archive"]},
+    ],
+)
+def test_a_malformed_routing_rejects_its_message_instead_of_alerting_everyone(
+    routing: Any,
+) -> None:
+    body = json.dumps({**load("s3_object_created.json"), "tattletail": routing})
+    envelope = open_envelope(
+        {"Records": [{"messageId": "bad", "eventSource": "aws:sqs", "body": body}]}
+    )
+    assert envelope.refs == ()
+    assert [message_id for message_id, _ in envelope.rejected] == ["bad"]
+    with pytest.raises(UnrecognisedEvent, match="manual invocation"):
+        open_envelope({"objects": [f"s3://{BUCKET}/{KEY1}"], "tattletail": routing})
+
+
+def test_a_manual_invocation_may_route_too() -> None:
+    envelope = open_envelope(
+        {"objects": [f"s3://{BUCKET}/{KEY1}"], "tattletail": {"destinations": ["Archive"]}}
+    )
+    assert envelope.refs[0].destinations == ("Archive",)
