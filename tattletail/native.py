@@ -1288,12 +1288,56 @@ class _Regex(NamedTuple):
     guard: Callable[[str], bool] | None
 
 
+# A set of characters: (negated, chars) is every character in chars, or every one not in it.
+_Chars = tuple[bool, frozenset[str]]
+_NO_CHARS: Final[_Chars] = (False, frozenset())
+_ASCII_WORD: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_ASCII_SPACE: Final = frozenset(" \t\n\r\f\v")
+_DIGITS: Final = frozenset("0123456789")
+# The class escapes on ASCII input, the only input answered where they are used.
+_SHORTHAND_CHARS: Final[dict[str, _Chars]] = {
+    "d": (False, _DIGITS),
+    "D": (True, _DIGITS),
+    "w": (False, _ASCII_WORD),
+    "W": (True, _ASCII_WORD),
+    "s": (False, _ASCII_SPACE),
+    "S": (True, _ASCII_SPACE),
+}
+
+
+def _chars_union(a: _Chars, b: _Chars) -> _Chars:
+    (neg_a, set_a), (neg_b, set_b) = a, b
+    if not neg_a and not neg_b:
+        return False, set_a | set_b
+    if neg_a and neg_b:
+        return True, set_a & set_b
+    return (True, set_b - set_a) if neg_b else (True, set_a - set_b)
+
+
+def _chars_disjoint(a: _Chars, b: _Chars) -> bool:
+    (neg_a, set_a), (neg_b, set_b) = a, b
+    if neg_a and neg_b:
+        return False
+    if neg_a:
+        return set_b <= set_a
+    if neg_b:
+        return set_a <= set_b
+    return not set_a & set_b
+
+
+def _case_closed(chars: frozenset[str]) -> frozenset[str]:
+    """With "i" (ASCII patterns and input): each letter in both cases."""
+    return chars | {c.swapcase() for c in chars if c.isascii()}
+
+
 @dataclass(frozen=True, slots=True)
 class _RAtom:
     """One character: a literal, an escape, `.`, a shorthand or a class."""
 
     python: str
     pushes: int = 0  # backtracking entries Oniguruma may push on one visit
+    # The characters it matches in the inputs answered natively (see _Chars), if known.
+    chars: _Chars | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1397,14 +1441,14 @@ class _RegexParser:
             self.i += 2
             if d in _REGEX_CLASS_SHORTHANDS:
                 self.sensitive = True
-                return _RAtom(p[i : i + 2])
+                return _RAtom(p[i : i + 2], chars=_SHORTHAND_CHARS[d])
             if d in ("b", "B"):
                 self.sensitive = True
                 return _RAnchor(r"\b" if d == "b" else _NOT_A_WORD_BOUNDARY)
             if d == "A":
                 return _RAnchor(r"\A")
             if d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT):
-                return _RAtom(p[i : i + 2], literal_pushes)
+                return _RAtom(p[i : i + 2], literal_pushes, self.literal(_REGEX_CONTROL.get(d, d)))
             raise _Unsupported("escape")
         if c == "[":
             return self.char_class()
@@ -1422,10 +1466,13 @@ class _RegexParser:
         if c in "^$":
             return _RAnchor(c)
         if c == ".":
-            return _RAtom(".")
+            return _RAtom(".", chars=(True, frozenset("\n")))
         if c in "*+?{}]":
             raise _Unsupported("stray metacharacter")
-        return _RAtom(c, literal_pushes)
+        return _RAtom(c, literal_pushes, self.literal(c))
+
+    def literal(self, c: str) -> _Chars:
+        return False, _case_closed(frozenset(c)) if self.icase else frozenset(c)
 
     def char_class(self) -> _RAtom:
         """A class without nesting or set operations; ranges only between plain characters."""
@@ -1435,16 +1482,21 @@ class _RegexParser:
         j += negated
         start, n = j, len(p)
         folds = False
+        chars: _Chars | None = _NO_CHARS  # None: too many to list
         while j < n and p[j] != "]":
             c = p[j]
             if c == "[" or p[j : j + 2] in ("&&", "||", "~~", "--"):
                 raise _Unsupported("nested class or set operation")
+            item: _Chars | None
             if c == "\\":
                 d = p[j + 1 : j + 2]
                 if d in _REGEX_CLASS_SHORTHANDS:
                     self.sensitive = True
                     folds = folds or (self.icase and not negated and d in _FOLDING_SHORTHANDS)
-                elif not (d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT)):
+                    item = _SHORTHAND_CHARS[d]
+                elif d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT):
+                    item = self.literal(_REGEX_CONTROL.get(d, d))
+                else:
                     raise _Unsupported("escape in class")
                 if p[j + 2 : j + 3] == "-" and p[j + 3 : j + 4] != "]":
                     raise _Unsupported("range from an escape")
@@ -1452,6 +1504,7 @@ class _RegexParser:
             elif c == "-":
                 if j != start and p[j + 1 : j + 2] != "]":
                     raise _Unsupported("range")
+                item = self.literal(c)
                 j += 1
             elif p[j + 1 : j + 2] == "-" and p[j + 2 : j + 3] not in ("", "]"):
                 high = p[j + 2]
@@ -1459,14 +1512,21 @@ class _RegexParser:
                     raise _Unsupported("range")
                 if self.icase and not _same_case_range(c, high):
                     raise _Unsupported("mixed-case range")  # how each engine folds it: unproven
+                size = ord(high) - ord(c) + 1
+                span = frozenset(map(chr, range(ord(c), ord(high) + 1)))
+                item = (False, _case_closed(span) if self.icase else span) if size <= 256 else None
                 j += 3
             else:
+                item = self.literal(c)
                 j += 1
+            chars = None if chars is None or item is None else _chars_union(chars, item)
         if j >= n or j == start:
             raise _Unsupported("class")
         self.i = j + 1
         self.folds = self.folds or folds
-        return _RAtom(p[i : j + 1], _CLASS_FOLD_PUSHES if folds else 0)
+        if chars is not None and negated:
+            chars = (not chars[0], chars[1])
+        return _RAtom(p[i : j + 1], _CLASS_FOLD_PUSHES if folds else 0, chars)
 
 
 def _same_case_range(low: str, high: str) -> bool:
@@ -1510,7 +1570,9 @@ def _head_skips_start_positions(node: _RNode, asserted: bool) -> tuple[bool, boo
         case _RRepeat(body, _, high, quantifier):
             if high == 0:
                 return False, True
-            dot = body == _RAtom(".") or body == _RGroup(_RAtom("."), capturing=False)
+            if isinstance(body, _RGroup) and not body.capturing:
+                body = body.body
+            dot = isinstance(body, _RAtom) and body.python == "."
             greedy = not quantifier.endswith("?")
             return asserted and dot and high is None and greedy, False
         case _RAlt(branches):
@@ -1606,15 +1668,24 @@ def _cost(node: _RNode, n: int) -> tuple[float, float]:
             return _cost(body, n)
         case _RSeq(items):
             ways, pushes = 1.0, 0.0
-            for item in items:
+            through: float | None = None  # the ways the next item lets through (see below)
+            for index, item in enumerate(items):
                 v, p = _cost(item, n)
                 if p:
                     pushes += ways * p
                 ways *= v
+                if through is not None:
+                    ways, through = through * v, None
+                if 1.0 < v < math.inf and index + 1 < len(items):
+                    cut = _ways_before(item, items[index + 1])
+                    if cut < v:
+                        through = ways / v * cut
             return ways, pushes
         case _RAlt(branches):
             costs = [_cost(branch, n) for branch in branches]
-            ways = sum(v for v, _ in costs)
+            # Branches that cannot begin at the same character: one at most matches.
+            exclusive = _first_characters_apart(branches)
+            ways = max(v for v, _ in costs) if exclusive else sum(v for v, _ in costs)
             return ways, len(branches) - 1 + sum(p for _, p in costs)
         case _RRepeat(body, low, high, _):
             v, p = _cost(body, n)
@@ -1632,6 +1703,121 @@ def _cost(node: _RNode, n: int) -> tuple[float, float]:
                 return ways, (v**iterations - 1) / (v - 1) * (1.0 + p)
             except OverflowError:
                 return math.inf, math.inf
+    raise AssertionError(node)
+
+
+def _first_characters_apart(branches: tuple[_RNode, ...]) -> bool:
+    firsts = []
+    for branch in branches:
+        chars, nullable = _first(branch)
+        if chars is None or nullable:
+            return False
+        firsts.append(chars)
+    return all(_chars_disjoint(a, b) for n, a in enumerate(firsts) for b in firsts[n + 1 :])
+
+
+def _first(node: _RNode) -> tuple[_Chars | None, bool]:
+    """The characters a match can begin with (None: unknown), and whether it can be empty."""
+    match node:
+        case _RAtom(_, _, chars):
+            return chars, False
+        case _RAnchor():
+            return _NO_CHARS, True
+        case _RGroup(body, _):
+            return _first(body)
+        case _RRepeat(body, low, _, _):
+            chars, nullable = _first(body)
+            return chars, nullable or low == 0
+        case _RAlt(branches):
+            union: _Chars | None = _NO_CHARS
+            empty = False
+            for branch in branches:
+                chars, nullable = _first(branch)
+                union = None if union is None or chars is None else _chars_union(union, chars)
+                empty = empty or nullable
+            return union, empty
+        case _RSeq(items):
+            union = _NO_CHARS
+            for item in items:
+                chars, nullable = _first(item)
+                union = None if union is None or chars is None else _chars_union(union, chars)
+                if not nullable:
+                    return union, False
+            return union, True
+    raise AssertionError(node)
+
+
+_PATHS_LIMIT: Final = 64
+
+
+def _ways_before(item: _RNode, following: _RNode) -> float:
+    """How many of ``item``'s ways out (from one position) a following one-character item
+    can continue, at most: ``(?:0000|000|00|0):`` has four ways out of its group, one of which
+    ``:`` continues.  Where the following characters appear in none of item's, a way that ends
+    sooner than another meets one of the other's characters where it needs a following one:
+    only ways of one length go on, and of those only ways that can read the same text."""
+    if not isinstance(following, _RAtom) or following.chars is None:
+        return math.inf
+    paths = _paths(item)
+    if paths is None:
+        return math.inf
+    after = following.chars
+    if not all(_chars_disjoint(chars, after) for path in paths for chars in path):
+        return math.inf
+    by_length: dict[int, list[tuple[_Chars, ...]]] = {}
+    for path in paths:
+        by_length.setdefault(len(path), []).append(path)
+    return float(max(_overlapping(same) for same in by_length.values()))
+
+
+def _overlapping(paths: list[tuple[_Chars, ...]]) -> int:
+    """1 when no two of these equally long paths can read the same text, else their number."""
+    for n, a in enumerate(paths):
+        for b in paths[n + 1 :]:
+            if not any(_chars_disjoint(x, y) for x, y in zip(a, b, strict=True)):
+                return len(paths)
+    return 1
+
+
+def _paths(node: _RNode) -> list[tuple[_Chars, ...]] | None:
+    """Every way through ``node`` as the characters it reads (anchors left out), when there
+    are few and each character is known; else None."""
+    match node:
+        case _RAtom(_, _, chars):
+            return None if chars is None else [(chars,)]
+        case _RAnchor():
+            return [()]
+        case _RGroup(body, _):
+            return _paths(body)
+        case _RAlt(branches):
+            found: list[tuple[_Chars, ...]] = []
+            for branch in branches:
+                more = _paths(branch)
+                if more is None or len(found) + len(more) > _PATHS_LIMIT:
+                    return None
+                found += more
+            return found
+        case _RSeq(items):
+            ways: list[tuple[_Chars, ...]] = [()]
+            for item in items:
+                more = _paths(item)
+                if more is None or len(ways) * len(more) > _PATHS_LIMIT:
+                    return None
+                ways = [a + b for a in ways for b in more]
+            return ways
+        case _RRepeat(body, low, high, _):
+            once = _paths(body)
+            if once is None or high is None:
+                return None
+            ways, found = [()], []
+            for count in range(high + 1):
+                if count >= low:
+                    found += ways
+                if count < high:
+                    ways = [a + b for a in ways for b in once]
+                if len(found) + len(ways) > _PATHS_LIMIT:
+                    return None
+            return found
     raise AssertionError(node)
 
 

@@ -75,6 +75,18 @@ FOREIGN_ESCAPES = [
     "\\O",
     "\\y",
 ]
+SIGMA_SHAPES = [
+    ("(?:.|\\n)*", ["", "ab", "\n\n", "a\nb", "x" * 30]),
+    ("(?:.|\\n)", ["a", "\n", "😀"]),
+    ("(?:0000|000|00|0):", ["0:", "00:", "000:", "0000:", "00000:", "0"]),
+    (
+        "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])\\.",
+        ["255.", "25.", "2.", "256.", "09."],
+    ),
+    ("[0-9a-fA-F]{1,4}:", ["a:", "ffff:", "fffff:", ":", "0a0A:"]),
+    ("(?:ab|a)c", ["ac", "abc", "abac"]),
+    ("(?:[fF][fF]|[fF]):", ["ff:", "F:", "fff:"]),
+]
 FLAGS = ["", "", "", "i", "i", "g", "x", "gi", "ix", "xi", "gx", "s", "n", "l", "ig"]
 
 
@@ -225,6 +237,11 @@ class PatternGenerator:
         if roll < 0.67:
             foreign = rng.choice(FOREIGN_ESCAPES)
             return _Piece(foreign, lambda r: r.choice(UNIVERSE))
+        if roll < 0.71:
+            # Shapes the Sigma converter writes (wildcards, CIDR ranges), whose backtracking
+            # bound relies on alternatives that cannot begin alike or that a next character ends.
+            text, words = rng.choice(SIGMA_SHAPES)
+            return _Piece(text, lambda r: r.choice(words))
         if roll < 0.85:
             return self.char_class()
         if depth >= 2:
@@ -393,6 +410,8 @@ BACKTRACKING = [
     ("^(?:s|S)*!", "i", "s", 60),
     ("^(?:[\\w]|a)*!", "i", "a", 60),
     ("^(?:a|a|a)*!", "", "a", 60),
+    ("^((?:a|b)+)+!", "", "ab", 60),  # alternatives that cannot begin alike
+    ("^((?:0|00):?)+!", "", "0", 80),
 ]
 
 
