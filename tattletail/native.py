@@ -1691,16 +1691,19 @@ def _cost(node: _RNode, n: int) -> tuple[float, float]:
             v, p = _cost(body, n)
             # Unbounded: each iteration consumes a character (see quantified()).
             iterations = n if high is None else high if _nullable(body) else min(high, n)
+            # Fewer iterations than the least required: every way is tried, none goes on.
             if v <= 1.0:
-                return float(max(1, iterations - low + 1)), iterations * (1.0 + p)
+                return float(max(0, iterations - low + 1)), iterations * (1.0 + p)
             # v**k ways into iteration k: geometric sums, infinite where they overflow
             if iterations == 0:
                 return 1.0, 0.0
             if math.isinf(v):
                 return math.inf, math.inf
             try:
-                ways = (v ** (iterations + 1) - v**low) / (v - 1)
-                return ways, (v**iterations - 1) / (v - 1) * (1.0 + p)
+                pushes = (v**iterations - 1) / (v - 1) * (1.0 + p)
+                if iterations < low:
+                    return 0.0, pushes
+                return (v ** (iterations + 1) - v**low) / (v - 1), pushes
             except OverflowError:
                 return math.inf, math.inf
     raise AssertionError(node)

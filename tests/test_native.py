@@ -1235,6 +1235,9 @@ ONIGURUMA_QUIRKS = [
     ('.s | test("^[\\\\w.-]{1,64}$"; "i")', "f" * 40 + "!", JQ_ERROR, False),
     ('.s | test("^(\\\\w|\\\\d)*$")', "1" * 30 + "!", JQ_ERROR, False),
     ('.s | test("^(\\\\w|\\\\d)*$")', "1" * 12 + "!", False, True),
+    # ...also where the repeat cannot reach its least count (found by the regex fuzz)
+    ('.s | test("(?:-[^K]?){1000,}?a?\\\\s")', "-" * 120, JQ_ERROR, False),
+    ('.s | test("(?:-[^K]?){1000,}?a?\\\\s")', "-" * 12, False, True),
     # After an anchor of zero width, a greedy `.` repeat makes Oniguruma try line starts only
     ('.s | test("\\\\b.+\'")', " T/a''", False, False),
     ('.s | test("\\\\b(.*)x")', " ax", False, False),
