@@ -17,10 +17,10 @@ from typing import Any
 import jq
 import orjson
 import pytest
-from conftest import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
 
 from tattletail import config
 from tattletail.cli import main
+from tests.support import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
 
 EXAMPLE_CONFIG = REPO / "config" / "tattletail.toml"
 INVICTUS = sorted((CLOUDTRAIL / "invictus").glob("*.json"))

@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from tattletail import config
 from tattletail.config import ConfigError
+from tests.support import REPO
 
 SEED_README = REPO.parent / "shared" / "seed" / "cloudtrail-tattletail-README.txt"
 EXAMPLE_CONFIG = REPO / "config" / "tattletail.toml"

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Moto, SlackStandIn
 
 from tattletail import config, lambda_handler
 from tattletail.alerts import Alert
@@ -36,6 +35,7 @@ from tests.destinations.destination_support import (
 )
 from tests.destinations.http_stand_in import HttpStandIn, Reply, Request, refused_url
 from tests.lambda_support import BUCKET, SEED_KEY, LambdaContext, put_seed_log, s3_event
+from tests.support import Moto, SlackStandIn
 
 DEDUPE_TABLE = "tattletail-dedupe"
 

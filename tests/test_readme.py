@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from tattletail.settings import Settings, documented_variables
-from tests.conftest import REPO
+from tests.support import REPO
 
 README = (REPO / "README.md").read_text()
 

@@ -19,10 +19,10 @@ from typing import Any
 import jq
 import orjson
 import pytest
-from conftest import CLOUDTRAIL, REPO
 
 from tattletail import config
 from tattletail.cli import main
+from tests.support import CLOUDTRAIL, REPO
 
 PACK_CONFIG = REPO / "config" / "tattletail-pack.toml"
 ORIGINAL_CONFIG = REPO / "config" / "tattletail.toml"

@@ -8,9 +8,9 @@ from dataclasses import fields
 from typing import Any
 
 import pytest
-from conftest import REPO
 
 from tattletail.settings import Settings, SettingsError, documented_variables
+from tests.support import REPO
 
 # variable -> (a raw value as a user would write it, the value it must give)
 VALID = {

@@ -1,0 +1,75 @@
+"""What many test modules share: paths to the repository and to the real CloudTrail data in
+../shared/data, small helpers, and the handles of the local servers that conftest.py's fixtures
+start (a moto server, a Slack stand-in).
+
+Test modules import it as `from tests.support import ...`; conftest.py holds fixtures only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+CLOUDTRAIL = SHARED_DATA / "cloudtrail"
+SEED_LOG = CLOUDTRAIL / "seed" / "1.json"
+REGION = "us-east-1"
+
+
+def real_records() -> list[dict[str, Any]]:
+    """Every record of ../shared/data/cloudtrail (documents and plain arrays)."""
+    records: list[dict[str, Any]] = []
+    for path in sorted(CLOUDTRAIL.rglob("*.json")):
+        document = orjson.loads(path.read_bytes())
+        records.extend(document["Records"] if isinstance(document, dict) else document)
+    return records
+
+
+def gzipped(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+@dataclass
+class Moto:
+    endpoint: str
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+    def sent_emails(self) -> list[Any]:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+
+        return list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)
+
+
+@dataclass
+class SlackStandIn:
+    """Answers like a Slack incoming webhook; `script` holds the responses to give first."""
+
+    url: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    script: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
+        body = {429: "rate_limited", 500: "internal_error", 404: "no_service"}.get(status, "error")
+        with self.lock:
+            self.script.extend([(status, headers or {}, body)] * times)
+
+    def received(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.requests)
