@@ -1,8 +1,10 @@
 """The `tattletail` command: run the Lambda's pipeline over local files and S3 URIs.
 
-Exit codes: 0 every input processed; 1 some inputs failed (each named on stderr) while the rest
-were processed, or (test, validate) some rule test failed; 2 a usage or config error (one
-message, never a traceback).
+Each subcommand is a pair of functions, `_add_<name>` (its parser: arguments, help, examples)
+and `_<name>` (what it does, returning the exit code), joined in `build_parser`. Exit codes: 0
+every input processed; 1 some inputs failed (each named on stderr) while the rest were processed,
+or (test, validate) some rule test failed; 2 a usage or config error (one message, never a
+traceback).
 """
 
 from __future__ import annotations
@@ -13,27 +15,33 @@ import contextlib
 import logging
 import os
 import sys
-from collections import defaultdict
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tattletail import __version__, config, config_source, logs, progress, ruletests
-from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
-from tattletail.config import Config, ConfigError
-from tattletail.destinations import stdout
+from tattletail.config import Config, ConfigError, Rule
 from tattletail.dispatch import DeliveryIncomplete
 from tattletail.envelope import UnrecognisedEvent, parse_s3_uri
+from tattletail.noise import NoiseReport
 from tattletail.objects import ObjectRef
+from tattletail.scan_output import AlertPrinter, Format, colour_wanted, default_format
 from tattletail.service import Service
 from tattletail.settings import Settings, SettingsError
 from tattletail.summary import RunSummary
+from tattletail.text import did_you_mean, plural
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 LOG_FILE_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
+LOCAL_CONFIG = "$TATTLETAIL_CONFIG when set, else ./tattletail.toml"
+SCAN_CONFIG = (
+    "the S3 object S3_CONFIG_BUCKET/S3_CONFIG_PATH when both are set, else " + LOCAL_CONFIG
+)
 
 
 class UsageError(Exception):
@@ -42,40 +50,68 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"tattletail: {message} (see 'tattletail --help')\n")
+        self.exit(EXIT_USAGE, f"tattletail: {message} (see '{self.prog} --help')\n")
+
+
+HELP_WIDTH = 79
+
+
+def _help(examples: Sequence[str], exit_codes: Sequence[str]) -> str:
+    """A subcommand's epilog: examples (as they are, to be copied), then its exit codes."""
+    lines = ["examples:", *(f"  {example}" for example in examples), "", "exit codes:"]
+    lines.extend(
+        textwrap.fill(code, HELP_WIDTH, initial_indent="  ", subsequent_indent="     ")
+        for code in exit_codes
+    )
+    return "\n".join(lines)
+
+
+def _subcommand(
+    commands: argparse._SubParsersAction, name: str, summary: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, HELP_WIDTH),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tattletail", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="tattletail",
+        description=textwrap.fill(
+            "Tattletail: CloudTrail alerting. Run the Lambda's pipeline over local log files "
+            "and S3, and check and test configs before they are deployed.",
+            HELP_WIDTH,
+        ),
+        epilog=_help(
+            [
+                "tattletail validate --config tattletail.toml",
+                "tattletail test --config tattletail.toml --rule 'IAM user created'",
+                "tattletail scan --config tattletail.toml --dry-run ~/Downloads/AWSLogs/",
+                "tattletail scan --config tattletail.toml --summary s3://trail-bucket/AWSLogs/",
+            ],
+            [
+                "0  done: every input processed, every test passed",
+                "1  something failed (an input, a delivery, a rule test); the rest was done",
+                "2  usage or config error",
+            ],
+        )
+        + "\n\n'tattletail COMMAND --help' describes each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"tattletail {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log every object (JSON lines on stderr)"
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    scan = commands.add_parser("scan", help="evaluate the rules over log files and alert")
-    scan.add_argument("--config", help="config file (default: $TATTLETAIL_CONFIG or S3_CONFIG_*)")
-    scan.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="send nothing: print each alert to stdout as one JSON line",
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
     )
-    scan.add_argument(
-        "--summary",
-        action="store_true",
-        help="send and print no alert: print per rule matches, suppressed, errors and "
-        "distinct principals (implies --dry-run)",
-    )
-    scan.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or s3:// URI")
-
-    validate = commands.add_parser(
-        "validate", help="check a config, print its warnings, run its rule tests and exit"
-    )
-    validate.add_argument("--config", help="config file (default: $TATTLETAIL_CONFIG)")
-
-    test = commands.add_parser("test", help="run every [[rule.test]] of a config")
-    test.add_argument("--config", help="config file (default: $TATTLETAIL_CONFIG)")
-    test.add_argument("--junit", metavar="PATH", help="also write the results as JUnit XML")
+    _add_scan(commands)
+    _add_validate(commands)
+    _add_test(commands)
     return parser
 
 
@@ -89,15 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = args.verbose or "TATTLETAIL_LOG_LEVEL" in os.environ
     logs.configure(settings.log_level if verbose else "WARNING")
     try:
-        if args.command == "validate":
-            return _validate(args.config or settings.config_file)
-        if args.command == "test":
-            return _test(args.config or settings.config_file, args.junit)
-        # With a terminal on stderr, JSON log lines would break the progress line's redraws.
-        show_progress = not verbose
-        return asyncio.run(
-            _scan(settings, args.config, args.paths, args.dry_run, args.summary, show_progress)
-        )
+        return args.run(args, settings)
     except (ConfigError, UsageError) as exc:
         return _fail(str(exc))
     except BrokenPipeError:
@@ -112,14 +140,54 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _validate(path: str) -> int:
-    loaded = config.load_file(path)
+def _config_path(explicit: str | None, settings: Settings, command: str) -> str:
+    """The config file to read: --config, else the default, which must then exist (a missing
+    default says how to name one, rather than only that a file is missing)."""
+    if explicit is not None:
+        return explicit
+    if not Path(settings.config_file).exists():
+        raise UsageError(
+            f"no config: {settings.config_file} does not exist (name one with 'tattletail "
+            f"{command} --config PATH', or set TATTLETAIL_CONFIG)"
+        )
+    return settings.config_file
+
+
+# -- validate -------------------------------------------------------------------------------
+
+
+def _add_validate(commands: argparse._SubParsersAction) -> None:
+    validate = _subcommand(
+        commands,
+        "validate",
+        "check a config, print its warnings and run its rule tests",
+        "Check a config (every problem is reported at once), print its warnings (expired "
+        "suppressions, rules that alert nowhere) on stderr, and run its [[rule.test]] cases, "
+        "printing only the failures.",
+        _help(
+            [
+                "tattletail validate --config tattletail.toml",
+                "TATTLETAIL_CONFIG=config/tattletail-pack.toml tattletail validate",
+            ],
+            [
+                "0  the config is valid and every rule test passed",
+                "1  the config is valid but a rule test failed or errored",
+                "2  the config is invalid or cannot be read",
+            ],
+        ),
+    )
+    validate.add_argument("--config", metavar="PATH", help=f"config file (default: {LOCAL_CONFIG})")
+    validate.set_defaults(run=_validate)
+
+
+def _validate(args: argparse.Namespace, settings: Settings) -> int:
+    loaded = config.load_file(_config_path(args.config, settings, "validate"))
     disabled = sum(1 for rule in loaded.rules if not rule.enabled)
-    files = f", {len(loaded.files)} files" if len(loaded.files) > 1 else ""
+    files = f", {plural(len(loaded.files), 'file')}" if len(loaded.files) > 1 else ""
     print(
-        f"{loaded.source}: OK, {len(loaded.rules)} rules"
+        f"{loaded.source}: OK, {plural(len(loaded.rules), 'rule')}"
         + (f" ({disabled} disabled)" if disabled else "")
-        + f", {len(loaded.destinations)} destinations{files}"
+        + f", {plural(len(loaded.destinations), 'destination')}{files}"
     )
     for warning in loaded.warnings():
         print(f"tattletail: warning: {warning}", file=sys.stderr)
@@ -132,44 +200,188 @@ def _validate(path: str) -> int:
     return EXIT_PARTIAL if any(result.failed for result in results) else EXIT_OK
 
 
-def _test(path: str, junit: str | None) -> int:
-    loaded = config.load_file(path)
-    results = ruletests.run_tests(loaded)
-    if not results:
+# -- test -----------------------------------------------------------------------------------
+
+
+def _add_test(commands: argparse._SubParsersAction) -> None:
+    test = _subcommand(
+        commands,
+        "test",
+        "run the config's [[rule.test]] cases",
+        "Run the [[rule.test]] cases of the config's rules through the engine that alerts "
+        "(index, native fast path, libjq, suppressions, title), one row per test, then what "
+        "each failing rule produced against what was expected. Sample events live in "
+        "config/rules/events/ (a test names one with event_file).",
+        _help(
+            [
+                "tattletail test --config config/tattletail-pack.toml",
+                "tattletail test --config config/tattletail-pack.toml --rule 'IAM user created'",
+                "tattletail test --config config/tattletail-pack.toml "
+                "--file config/rules/persistence.toml",
+                "tattletail test --config tattletail.toml --junit rule-tests.xml",
+            ],
+            [
+                "0  every selected test passed (or there is none)",
+                "1  a test failed or errored",
+                "2  usage or config error (an unknown --rule or --file included)",
+            ],
+        ),
+    )
+    test.add_argument("--config", metavar="PATH", help=f"config file (default: {LOCAL_CONFIG})")
+    test.add_argument(
+        "--rule",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="only the tests of the rule with this name (repeatable)",
+    )
+    test.add_argument(
+        "--file",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="only the tests of the rules written in this file, the config or one it "
+        "includes (repeatable)",
+    )
+    test.add_argument("--junit", metavar="PATH", help="also write the results as JUnit XML")
+    test.set_defaults(run=_test)
+
+
+def _test(args: argparse.Namespace, settings: Settings) -> int:
+    loaded = config.load_file(_config_path(args.config, settings, "test"))
+    selected = _select_rules(loaded, args.rule, args.file)
+    results = ruletests.run_tests(loaded, rules=selected)
+    if results:
+        print(ruletests.format_table(results))
+    elif selected is None:
         print(f"{loaded.source}: no [[rule.test]] in the config")
     else:
-        print(ruletests.format_table(results))
-    if junit is not None:
+        print(f"{loaded.source}: no [[rule.test]] in the {plural(len(selected), 'selected rule')}")
+    if args.junit is not None:
         try:
-            ruletests.write_junit(results, junit)
+            ruletests.write_junit(results, args.junit)
         except OSError as exc:
-            raise UsageError(f"cannot write the JUnit report {junit}: {exc.strerror}") from None
+            raise UsageError(
+                f"cannot write the JUnit report {args.junit}: {exc.strerror}"
+            ) from None
     return EXIT_PARTIAL if any(result.failed for result in results) else EXIT_OK
 
 
-async def _scan(
-    settings: Settings,
-    config_path: str | None,
-    paths: list[str],
-    dry: bool,
-    summary_only: bool = False,
-    show_progress: bool = False,
-) -> int:
+def _select_rules(loaded: Config, names: Sequence[str], files: Sequence[str]) -> set[int] | None:
+    """The indexes of the rules named (--rule) and written in the files (--file); None when
+    neither was given (every rule). A name or file that selects nothing is a usage error."""
+    if not names and not files:
+        return None
+    selected = {rule.index for rule in loaded.rules}
+    if names:
+        known = {rule.name for rule in loaded.rules}
+        for name in names:
+            if name not in known:
+                raise UsageError(
+                    f"{loaded.source}: no rule named {name!r}{did_you_mean(name, known)}"
+                )
+        selected &= {rule.index for rule in loaded.rules if rule.name in names}
+    if files:
+        by_file: dict[Path, list[Rule]] = {}
+        for rule in loaded.rules:
+            by_file.setdefault(Path(rule.origin).resolve(), []).append(rule)
+        chosen: set[int] = set()
+        for file in files:
+            rules = by_file.get(Path(file).resolve())
+            if rules is None:
+                hint = (
+                    did_you_mean(file, loaded.files) or f" (its files: {', '.join(loaded.files)})"
+                )
+                raise UsageError(f"{loaded.source}: no rule is written in {file}{hint}")
+            chosen.update(rule.index for rule in rules)
+        selected &= chosen
+    return selected
+
+
+# -- scan -----------------------------------------------------------------------------------
+
+
+def _add_scan(commands: argparse._SubParsersAction) -> None:
+    scan = _subcommand(
+        commands,
+        "scan",
+        "evaluate the rules over log files and alert",
+        "Evaluate the rules over CloudTrail log files (.json, .json.gz, .jsonl, directories, "
+        "s3:// objects and prefixes) and send the alerts to the rules' destinations, exactly "
+        "as the Lambda function does. With --dry-run, print them instead (text on a terminal: "
+        "one line per alert; JSON lines otherwise), each with the destinations it would have "
+        "gone to. With --summary, print how noisy each rule is.",
+        _help(
+            [
+                "tattletail scan --config tattletail.toml --dry-run ~/Downloads/AWSLogs/",
+                "tattletail scan --dry-run --format json s3://trail-bucket/AWSLogs/ > alerts.jsonl",
+                "tattletail scan --config config/tattletail-pack.toml --summary config/samples",
+                "tattletail scan --summary --all --format json config/samples > noise.json",
+            ],
+            [
+                "0  every input processed (and, without --dry-run, every alert delivered)",
+                "1  some inputs failed or some alerts were not delivered (each is named on "
+                "stderr); the rest were processed",
+                "2  usage or config error",
+            ],
+        ),
+    )
+    scan.add_argument("--config", metavar="PATH", help=f"config (default: {SCAN_CONFIG})")
+    scan.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: print each alert and the destinations it would have gone to",
+    )
+    scan.add_argument(
+        "--format",
+        choices=[f.value for f in Format],
+        help="how --dry-run prints alerts: text (one line each, at most 200 characters; the "
+        "default on a terminal) or json (one JSON object per line; the default otherwise); "
+        "--summary prints text unless given json",
+    )
+    scan.add_argument(
+        "--summary",
+        action="store_true",
+        help="send and print no alert: per rule, alerts, suppressed matches and errors, and "
+        "the top principals and source IPs of the noisiest rules (implies --dry-run)",
+    )
+    scan.add_argument(
+        "--all", action="store_true", help="with --summary: list the rules with no match too"
+    )
+    scan.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or s3:// URI")
+    scan.set_defaults(run=_scan)
+
+
+def _scan(args: argparse.Namespace, settings: Settings) -> int:
+    if args.format is not None and not (args.dry_run or args.summary):
+        raise UsageError(
+            "--format applies to --dry-run and --summary (a scan that sends prints no alert)"
+        )
+    if args.all and not args.summary:
+        raise UsageError("--all applies to --summary")
+    if not settings.config_from_s3:
+        args.config = _config_path(args.config, settings, "scan")
+    # With a terminal on stderr, JSON log lines would break the progress line's redraws.
+    show_progress = not (args.verbose or "TATTLETAIL_LOG_LEVEL" in os.environ)
+    return asyncio.run(_scan_async(settings, args, show_progress))
+
+
+async def _scan_async(settings: Settings, args: argparse.Namespace, show_progress: bool) -> int:
     aws = AwsClients(settings.aws_endpoint_url)
-    # Per rule, the distinct userIdentity.arn of its alerts (--summary).
-    principals: dict[str, set[str]] = defaultdict(set)
-
-    async def collect(alerts: Sequence[Alert]) -> None:
-        for alert in alerts:
-            identity = alert.record.get("userIdentity")
-            arn = identity.get("arn") if isinstance(identity, dict) else None
-            principals[alert.rule_name].update([arn] if isinstance(arn, str) else [])
-
-    sink = collect if summary_only else _print_alerts if dry else None
+    noise = NoiseReport()
+    dry = args.dry_run or args.summary
+    if args.summary:
+        sink = noise.collect
+    elif args.dry_run:
+        fmt = Format(args.format) if args.format else default_format(sys.stdout)
+        sink = AlertPrinter(sys.stdout.buffer, fmt, colour_wanted(sys.stdout))
+    else:
+        sink = None
     try:
-        s3 = await aws.client("s3") if settings.config_from_s3 and not config_path else None
-        loaded: Config = await config_source.load(settings, s3, config_path)
-        refs, missing = await _expand(paths, aws)
+        from_s3 = settings.config_from_s3 and not args.config
+        s3 = await aws.client("s3") if from_s3 else None
+        loaded: Config = await config_source.load(settings, s3, args.config)
+        refs, missing = await _expand(args.paths, aws)
         service = Service(settings, loaded, aws)
         summary = RunSummary()
         bar = progress.Progress(len(refs))
@@ -193,68 +405,37 @@ async def _scan(
     finally:
         await aws.close()
     logs.log(logging.INFO, "scan_summary", **summary.fields())
-    if summary_only:
-        print(summary_table(loaded, summary, principals))
+    if args.summary and args.format == Format.JSON:
+        report = noise.as_json(loaded, summary, show_all=args.all)
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    elif args.summary:
+        print(noise.render(loaded, summary, show_all=args.all))
     for uri in [*missing, *(ref.uri for ref in failed)]:
         print(f"tattletail: failed: {uri}", file=sys.stderr)
-    print(
-        f"tattletail: {summary.objects} objects, {summary.records} records, "
-        f"{summary.matches} matches, {summary.suppressed} suppressed, "
-        f"{summary.alerts_sent} alerts sent, "
-        f"{summary.alerts_failed} failed, {summary.rule_errors} rule errors, "
-        f"{summary.objects_skipped} skipped, {summary.objects_failed + len(missing)} failed inputs",
-        file=sys.stderr,
-    )
+    print(summary_line(summary, len(missing), dry), file=sys.stderr)
     failed_any = failed or missing or summary.alerts_failed
     return EXIT_PARTIAL if failed_any else EXIT_OK
 
 
-async def _print_alerts(alerts: Sequence[Alert]) -> None:
-    sys.stdout.buffer.write(b"".join(stdout.render(alert) for alert in alerts))
-
-
-SUMMARY_COLUMNS = ("matches", "suppressed", "alerts", "errors", "principals", "% records")
-
-
-def summary_table(loaded: Config, summary: RunSummary, principals: dict[str, set[str]]) -> str:
-    """`scan --summary`: how noisy each enabled rule is over the scanned files, noisiest first.
-
-    matches counts every record the rule matched, suppressed or not; alerts the matches left
-    after `suppress`; principals the distinct userIdentity.arn of those alerts.
-    """
-    rows = []
-    for rule in loaded.rules:
-        if not rule.enabled:
-            continue
-        alerts = summary.matches_by_rule[rule.name]
-        suppressed = summary.suppressed_by_rule[rule.name]
-        matches = alerts + suppressed
-        share = 100 * matches / summary.records if summary.records else 0.0
-        cells = (matches, suppressed, alerts, summary.rule_errors_by_rule[rule.name])
-        rows.append(
-            (
-                rule.name,
-                rule.severity,
-                *map(str, cells),
-                str(len(principals[rule.name])),
-                f"{share:.2f}",
-            )
-        )
-    rows.sort(key=lambda row: -int(row[2]))  # stable: config order among equals
-    header = ("rule", "severity", *SUMMARY_COLUMNS)
-    widths = [max(len(row[n]) for row in [header, *rows]) for n in range(len(header))]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if n < 2 else cell.rjust(width)
-            for n, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in [header, *rows]
-    ]
-    lines.append(
-        f"{summary.records} records in {summary.objects} objects; "
-        f"{len(rows)} rules, {sum(1 for row in rows if row[2] != '0')} matched"
+def summary_line(summary: RunSummary, missing: int, dry: bool) -> str:
+    """The last line of every scan, on stderr."""
+    sent = (
+        "dry run: nothing sent"
+        if dry
+        else f"{plural(summary.alerts_sent, 'alert')} sent, {summary.alerts_failed} failed"
     )
-    return "\n".join(lines)
+    return "tattletail: " + ", ".join(
+        [
+            plural(summary.objects, "object"),
+            plural(summary.records, "record"),
+            plural(summary.matches, "match", "matches"),
+            f"{summary.suppressed} suppressed",
+            sent,
+            plural(summary.rule_errors, "rule error"),
+            f"{summary.objects_skipped} skipped",
+            plural(summary.objects_failed + missing, "failed input"),
+        ]
+    )
 
 
 async def _expand(paths: list[str], aws: AwsClients) -> tuple[list[ObjectRef], list[str]]:

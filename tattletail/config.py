@@ -24,9 +24,11 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import jq
+import orjson
 
 from tattletail.destinations import DESTINATION_TYPES, Destination, DestinationConfigError
 from tattletail.rules import Suppression
+from tattletail.text import did_you_mean
 
 RULE_KEYS = {
     "name": "a short name, shown as the alert's title",
@@ -197,12 +199,13 @@ def parse(text: str, source: str = "tattletail.toml", path: Path | None = None) 
     for file in files:
         allowed = TOP_LEVEL_KEYS if file.top else INCLUDED_FILE_KEYS
         for key in sorted(set(file.document) - allowed):
-            hint = (
-                "expected [[rule]] and [[destination]] tables"
-                if file.top or key not in TOP_LEVEL_KEYS
-                else "only the top config file may set it"
-            )
-            problems.append(f"{file.prefix}unknown top-level key {key!r} ({hint})")
+            if not file.top and key in TOP_LEVEL_KEYS:
+                hint = " (only the top config file may set it)"
+            else:
+                hint = (
+                    did_you_mean(key, allowed) or " (expected [[rule]] and [[destination]] tables)"
+                )
+            problems.append(f"{file.prefix}unknown top-level key {key!r}{hint}")
 
     destinations: dict[str, Destination] = {}
     seen_ids: set[str] = set()
@@ -320,7 +323,9 @@ def _default_destinations(value: Any, declared: set[str], problems: list[str]) -
         return ()
     for name in value:
         if name not in declared:
-            problems.append(f"default_destinations: unknown destination {name!r}")
+            problems.append(
+                f"default_destinations: unknown destination {name!r}{did_you_mean(name, declared)}"
+            )
     return tuple(dict.fromkeys(value))
 
 
@@ -330,7 +335,10 @@ def _dead_letter(
     if value is None:
         return None
     if not isinstance(value, str) or value not in declared:
-        problems.append(f"dead_letter: {value!r} is not the id of a [[destination]]")
+        problems.append(
+            f"dead_letter: {value!r} is not the id of a [[destination]]"
+            + did_you_mean(value, declared)
+        )
         return None
     destination = destinations.get(value)
     if destination is not None and not destination.can_dead_letter:
@@ -374,15 +382,15 @@ def _destinations(
         kind = DESTINATION_TYPES.get(dest_type) if isinstance(dest_type, str) else None
         if kind is None:
             known = ", ".join(sorted(DESTINATION_TYPES))
-            problems.append(f"{where}: invalid destination type {dest_type!r} (known: {known})")
+            suggestion = did_you_mean(dest_type, DESTINATION_TYPES) or f" (known: {known})"
+            problems.append(f"{where}: invalid destination type {dest_type!r}{suggestion}")
             continue
         settings = {key: value for key, value in table.items() if key not in {"id", "type"}}
         unknown = sorted(set(settings) - set(kind.config_keys()))
         for key in unknown:
-            allowed = ", ".join(["id", "type", *sorted(kind.config_keys())])
-            problems.append(
-                f"{where}: unknown key {key!r} for type {dest_type!r} (allowed: {allowed})"
-            )
+            allowed = ["id", "type", *sorted(kind.config_keys())]
+            suggestion = did_you_mean(key, allowed) or f" (allowed: {', '.join(allowed)})"
+            problems.append(f"{where}: unknown key {key!r} for type {dest_type!r}{suggestion}")
         # The known keys are still checked, so every problem of the table is reported at once.
         known = {key: value for key, value in settings.items() if key not in unknown}
         try:
@@ -411,7 +419,8 @@ def _rules(
         where = f"{file.prefix}rule #{position}" + (f" {name!r}" if isinstance(name, str) else "")
         found = len(problems)
         for key in sorted(set(table) - set(RULE_KEYS)):
-            problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(RULE_KEYS)})")
+            suggestion = did_you_mean(key, RULE_KEYS) or f" (allowed: {', '.join(RULE_KEYS)})"
+            problems.append(f"{where}: unknown key {key!r}{suggestion}")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"{where}: 'name' must be set to a non-empty string")
         description = table.get("description", "")
@@ -430,7 +439,8 @@ def _rules(
         # Defaults are checked once, where they are set.
         for dest_name in [] if default_routed else names:
             if dest_name not in destination_ids:
-                problems.append(f"{where}: unknown destination {dest_name!r}")
+                suggestion = did_you_mean(dest_name, destination_ids)
+                problems.append(f"{where}: unknown destination {dest_name!r}{suggestion}")
         severity = table.get("severity", "medium")
         if severity not in SEVERITIES:
             problems.append(f"{where}: 'severity' must be one of {', '.join(SEVERITIES)}")
@@ -501,7 +511,8 @@ def _suppressions(raw: Any, where: str, problems: list[str]) -> tuple[Suppressio
             continue
         found = len(problems)
         for key in sorted(set(entry) - SUPPRESS_KEYS):
-            problems.append(f"{what}: unknown key {key!r} (allowed: match, expires, reason)")
+            suggestion = did_you_mean(key, SUPPRESS_KEYS) or " (allowed: match, expires, reason)"
+            problems.append(f"{what}: unknown key {key!r}{suggestion}")
         match = entry.get("match")
         if not isinstance(match, str) or not match.strip():
             problems.append(f"{what}: 'match' must be a jq expression (a non-empty string)")
@@ -539,7 +550,8 @@ def _tests(
         what = f"{where}: test #{number}" + (f" {name!r}" if isinstance(name, str) else "")
         found = len(problems)
         for key in sorted(set(table) - TEST_KEYS):
-            problems.append(f"{what}: unknown key {key!r} (allowed: {', '.join(TEST_KEYS)})")
+            suggestion = did_you_mean(key, TEST_KEYS) or f" (allowed: {', '.join(TEST_KEYS)})"
+            problems.append(f"{what}: unknown key {key!r}{suggestion}")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"{what}: 'name' must be set to a non-empty string")
         elif name in names:
@@ -548,9 +560,18 @@ def _tests(
             names.add(name)
         event, event_file = table.get("event"), table.get("event_file")
         if (event is None) == (event_file is None):
-            problems.append(f"{what}: give exactly one of 'event' (a table) and 'event_file'")
+            problems.append(
+                f"{what}: give exactly one of 'event' (a table, or the record's JSON in a "
+                "'''string''') and 'event_file'"
+            )
+        elif isinstance(event, str):
+            event, detail = _event_from_json(event)
+            if detail is not None:
+                problems.append(f"{what}: 'event' {detail}")
         elif event is not None and not isinstance(event, dict):
-            problems.append(f"{what}: 'event' must be a table (the CloudTrail record)")
+            problems.append(
+                f"{what}: 'event' must be a table or a string of JSON (the CloudTrail record)"
+            )
         elif event is not None and (detail := _not_json(event)) is not None:
             problems.append(f"{what}: 'event' {detail}")
         elif event_file is not None and (not isinstance(event_file, str) or not event_file):
@@ -592,3 +613,15 @@ def _not_json(value: Any) -> str | None:
     if isinstance(value, date | time):
         return f"holds a TOML date or time ({value}), which JSON has not: quote it"
     return None
+
+
+def _event_from_json(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A test's `event` written as JSON text, usually a multi-line TOML literal string (three
+    single quotes around it): the record, or why it cannot be one."""
+    try:
+        event = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return None, f"is not JSON: {exc}"
+    if not isinstance(event, dict):
+        return None, "must be the JSON of one CloudTrail record (an object)"
+    return event, None

@@ -103,6 +103,7 @@ class Pipeline:
             summary.objects += 1
             summary.records += evaluation.records
             summary.evaluation_seconds += evaluation.seconds
+            summary.add_event_times(evaluation.oldest_event_time, evaluation.newest_event_time)
             lag = _lag_seconds(evaluation.newest_event_time)
             if lag is not None:
                 summary.file_lag_seconds = max(lag, summary.file_lag_seconds or lag)

@@ -171,6 +171,7 @@ class Evaluation:
     # Rules that overran the time limit and were skipped for part of the object.
     timed_out_rules: list[int] = field(default_factory=list)
     newest_event_time: str | None = None
+    oldest_event_time: str | None = None
     seconds: float = 0.0
 
     @property
@@ -185,6 +186,10 @@ class Evaluation:
             self.newest_event_time is None or other.newest_event_time > self.newest_event_time
         ):
             self.newest_event_time = other.newest_event_time
+        if other.oldest_event_time is not None and (
+            self.oldest_event_time is None or other.oldest_event_time < self.oldest_event_time
+        ):
+            self.oldest_event_time = other.oldest_event_time
         self.matches.extend(other.matches)
         for rule_index, count in other.suppressed_counts.items():
             self.suppressed_counts[rule_index] = self.suppressed_counts.get(rule_index, 0) + count

@@ -40,6 +40,15 @@ class RunSummary:
     evaluation_seconds: float = 0.0
     # Now minus the newest eventTime of the objects: how far behind CloudTrail alerts run.
     file_lag_seconds: float | None = None
+    # The oldest and newest eventTime of the records read (ISO 8601 text, as CloudTrail writes).
+    first_event_time: str | None = None
+    last_event_time: str | None = None
+
+    def add_event_times(self, oldest: str | None, newest: str | None) -> None:
+        if oldest is not None and (self.first_event_time is None or oldest < self.first_event_time):
+            self.first_event_time = oldest
+        if newest is not None and (self.last_event_time is None or newest > self.last_event_time):
+            self.last_event_time = newest
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -71,4 +80,6 @@ class RunSummary:
             "file_lag_seconds": (
                 None if self.file_lag_seconds is None else round(self.file_lag_seconds, 1)
             ),
+            "first_event_time": self.first_event_time,
+            "last_event_time": self.last_event_time,
         }

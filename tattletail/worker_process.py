@@ -96,21 +96,22 @@ def _evaluate_batch(
         result = rules.evaluate_rule_by_rule(
             batch, job.skip, lambda rule_index: conn.send(("rule", rule_index))
         )
-        result.newest_event_time = _newest_event_time(batch)
+        result.oldest_event_time, result.newest_event_time = _event_time_range(batch)
         return result
     result = Evaluation()
     # Decoded and evaluated a slice at a time, while its records are in the CPU's caches.
     for first in range(start, stop, EVALUATION_SLICE):
         records = log_file.records(first, min(first + EVALUATION_SLICE, stop))
         part = rules.evaluate(records, job.skip)
-        part.newest_event_time = _newest_event_time(records)
+        part.oldest_event_time, part.newest_event_time = _event_time_range(records)
         result.merge(part)
     return result
 
 
-def _newest_event_time(records: list[dict[str, Any]]) -> str | None:
+def _event_time_range(records: list[dict[str, Any]]) -> tuple[str | None, str | None]:
     # ISO 8601 UTC times in one format compare correctly as strings.
-    return max((t for r in records if isinstance(t := r.get("eventTime"), str)), default=None)
+    times = [t for r in records if isinstance(t := r.get("eventTime"), str)]
+    return min(times, default=None), max(times, default=None)
 
 
 def worker_main(conn: Connection, sources: Sequence[RuleSource]) -> None:

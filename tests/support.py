@@ -22,6 +22,29 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 CLOUDTRAIL = SHARED_DATA / "cloudtrail"
 SEED_LOG = CLOUDTRAIL / "seed" / "1.json"
 REGION = "us-east-1"
+# What a hostile CloudTrail field may carry to act on a terminal or to mislead its reader:
+# line breaks, C0 and C1 controls, escape sequences (colour, window title, OSC 8 link), DEL,
+# bidi overrides and isolates, zero-width characters, separators, a tag character, an odd space.
+HOSTILE = [
+    "\n",
+    "\r",
+    "\t",
+    "\x00",
+    "\x07",
+    "\x1b[31m",
+    "\x1b]0;pwned\x07",
+    "\x1b]8;;http://evil/\x1b\\",
+    "\x7f",
+    "\x9b31m",
+    "\u202e",
+    "\u2066",
+    "\u200b",
+    "\u2028",
+    "\u2029",
+    "\ufeff",
+    "\U000e0041",
+    "\u00a0",
+]
 
 
 def real_records() -> list[dict[str, Any]]:
