@@ -34,7 +34,7 @@ from tattletail.scan_output import AlertPrinter, Format, colour_wanted, default_
 from tattletail.service import Service
 from tattletail.settings import Settings, SettingsError
 from tattletail.summary import RunSummary
-from tattletail.text import did_you_mean, plural
+from tattletail.text import did_you_mean, one_line, plural
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 LOG_FILE_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
@@ -411,7 +411,8 @@ async def _scan_async(settings: Settings, args: argparse.Namespace, show_progres
     elif args.summary:
         print(noise.render(loaded, summary, show_all=args.all))
     for uri in [*missing, *(ref.uri for ref in failed)]:
-        print(f"tattletail: failed: {uri}", file=sys.stderr)
+        # An S3 key may hold any character: shown escaped, never acting on the terminal.
+        print(f"tattletail: failed: {one_line(uri)}", file=sys.stderr)
     print(summary_line(summary, len(missing), dry), file=sys.stderr)
     failed_any = failed or missing or summary.alerts_failed
     return EXIT_PARTIAL if failed_any else EXIT_OK
