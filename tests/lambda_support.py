@@ -66,6 +66,22 @@ def put_seed_log(moto: Moto) -> None:
     s3.put_object(Bucket=BUCKET, Key=SEED_KEY, Body=gzipped(SEED_LOG.read_bytes()))
 
 
+def slack_config(webhook_url: str) -> str:
+    """The original's Create User rule, alerting a Slack webhook."""
+    return f"""
+[[rule]]
+name = "Create User"
+jq_match = 'select(.eventName == "CreateUser") | "username: \\(.responseElements.user.userName)"'
+description = "A new IAM user has been created"
+destinations = ["Slack"]
+
+[[destination]]
+id = "Slack"
+type = "slack_webhook"
+webhook_url = "{webhook_url}"
+"""
+
+
 def stdout_config(jq_match: str, name: str = "Create User") -> str:
     """A one-rule config whose alerts go to the stdout destination."""
     return f"""

@@ -72,6 +72,21 @@ class Moto:
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
 
+    def topic_with_queue(self, topic: str, queue: str) -> tuple[str, str]:
+        """An SNS topic and an SQS queue subscribed to it (raw delivery), to read back what
+        was published: (topic ARN, queue URL)."""
+        sns, sqs = self.client("sns"), self.client("sqs")
+        topic_arn = sns.create_topic(Name=topic)["TopicArn"]
+        queue_url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        sns.subscribe(
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=attributes["Attributes"]["QueueArn"],
+            Attributes={"RawMessageDelivery": "true"},
+        )
+        return topic_arn, queue_url
+
     def sent_emails(self) -> list[Any]:
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.ses.models import ses_backends

@@ -29,6 +29,7 @@ from tests.lambda_support import (
     RuntimeApi,
     put_seed_log,
     s3_event,
+    slack_config,
 )
 from tests.support import CLOUDTRAIL, REGION, REPO, Moto, SlackStandIn, gzipped
 
@@ -137,18 +138,10 @@ def invoke(runtime_api: RuntimeApi, moto: Moto) -> Iterator[Any]:
 def test_image_with_the_bundled_rule_pack_publishes_the_alert_to_sns(
     images: Images, invoke: Any, moto: Moto
 ) -> None:
-    s3, sns, sqs = moto.client("s3"), moto.client("sns"), moto.client("sqs")
+    s3, sqs = moto.client("s3"), moto.client("sqs")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key=STOP_KEY, Body=gzipped(STRATUS_STOP.read_bytes()))
-    topic = sns.create_topic(Name=PACK_TOPIC)["TopicArn"]
-    queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
-    sns.subscribe(
-        TopicArn=topic,
-        Protocol="sqs",
-        Endpoint=queue_arn["Attributes"]["QueueArn"],
-        Attributes={"RawMessageDelivery": "true"},
-    )
+    _, queue = moto.topic_with_queue(PACK_TOPIC, "alerts")
 
     result = invoke(images.bundled, s3_event(BUCKET, STOP_KEY), {})
 
@@ -170,22 +163,8 @@ def test_image_without_a_bundled_config_reads_it_from_s3_and_alerts_slack(
     s3 = moto.client("s3")
     s3.create_bucket(Bucket=CONFIG_BUCKET)
     # The webhook URL is a secret reference, resolved from the function's environment.
-    s3.put_object(
-        Bucket=CONFIG_BUCKET,
-        Key="tattletail.toml",
-        Body=b"""
-[[rule]]
-name = "Create User"
-jq_match = 'select(.eventName == "CreateUser") | "username: \\(.responseElements.user.userName)"'
-description = "A new IAM user has been created"
-destinations = ["Slack"]
-
-[[destination]]
-id = "Slack"
-type = "slack_webhook"
-webhook_url = "env:SLACK_WEBHOOK_URL"
-""",
-    )
+    body = slack_config("env:SLACK_WEBHOOK_URL").encode()
+    s3.put_object(Bucket=CONFIG_BUCKET, Key="tattletail.toml", Body=body)
     env = {
         "S3_CONFIG_BUCKET": CONFIG_BUCKET,
         "S3_CONFIG_PATH": "tattletail.toml",

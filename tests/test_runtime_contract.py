@@ -16,7 +16,14 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.lambda_support import BUCKET, SEED_KEY, RuntimeApi, put_seed_log, s3_event
+from tests.lambda_support import (
+    BUCKET,
+    SEED_KEY,
+    RuntimeApi,
+    put_seed_log,
+    s3_event,
+    slack_config,
+)
 from tests.support import REPO, Moto, SlackStandIn
 
 
@@ -32,20 +39,7 @@ def test_runtime_interface_client_runs_the_dockerfile_handler(
 ) -> None:
     put_seed_log(moto)
     # The task root holds the bundled config, as the image's does.
-    (tmp_path / "tattletail.toml").write_text(
-        f"""
-[[rule]]
-name = "Create User"
-jq_match = 'select(.eventName == "CreateUser") | "username: \\(.responseElements.user.userName)"'
-description = "A new IAM user has been created"
-destinations = ["Slack"]
-
-[[destination]]
-id = "Slack"
-type = "slack_webhook"
-webhook_url = "{slack.url}"
-"""
-    )
+    (tmp_path / "tattletail.toml").write_text(slack_config(slack.url))
     env = {
         **os.environ,
         "AWS_LAMBDA_RUNTIME_API": runtime_api.address,
