@@ -29,9 +29,18 @@ container_install() {
     if command -v dockerd >/dev/null && command -v debootstrap >/dev/null; then
         return
     fi
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 \
-        docker.io debootstrap
+    mkdir -p "$CONTAINER_STATE"
+    echo "installing docker.io and debootstrap (apt-get; its output in $CONTAINER_STATE/apt.log)"
+    local started=$SECONDS
+    {
+        apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 \
+                docker.io debootstrap
+    } >"$CONTAINER_STATE/apt.log" 2>&1 || {
+        tail -n 20 "$CONTAINER_STATE/apt.log" >&2
+        return 1
+    }
+    echo "installed in $((SECONDS - started)) s"
 }
 
 container_daemon_start() {
@@ -81,7 +90,7 @@ _stand_in_tag() {
 }
 
 _build_stand_in() {
-    local tag=$1 scratch rootfs_tag
+    local tag=$1 scratch rootfs_tag started=$SECONDS
     scratch=$(mktemp -d /var/tmp/tattletail-stand-in.XXXXXX)
     _container_scratch+=("$scratch")
     rootfs_tag=tattletail-ci/debian-rootfs:${tag##*:}
@@ -96,8 +105,13 @@ _build_stand_in() {
     mkdir "$scratch/context"
     cp .ci/lambda-stand-in/* "$scratch/context/"
     cp "$HOST_CA_BUNDLE" "$scratch/context/host-ca-certificates.crt"
-    docker build -q --build-arg "ROOTFS=$rootfs_tag" -t "$tag" "$scratch/context" >/dev/null
+    docker build --build-arg "ROOTFS=$rootfs_tag" -t "$tag" "$scratch/context" \
+        >"$scratch/build.log" 2>&1 || {
+        tail -n 20 "$scratch/build.log" >&2
+        return 1
+    }
     docker rmi "$rootfs_tag" >/dev/null
+    echo "built the stand-in base in $((SECONDS - started)) s"
     # Older stand-ins (another recipe or CA bundle) are not needed any more.
     docker images "$STAND_IN_REPOSITORY" --format '{{.Repository}}:{{.Tag}}' |
         grep -vxF "$tag" | xargs -r docker rmi >/dev/null || true
@@ -114,7 +128,7 @@ _context_kb() {
 }
 
 container_build() {
-    local base tag log context_kb context
+    local base tag log context_kb context started
     base=$(_stand_in_tag)
     if docker image inspect "$base" >/dev/null 2>&1; then
         echo "stand-in base $base: cached"
@@ -124,6 +138,7 @@ container_build() {
     mkdir -p "$CONTAINER_STATE"
     log=$CONTAINER_STATE/build.log
 
+    started=$SECONDS
     # 1. From the checkout as it is (its virtualenvs included), without a config: proves the
     #    .dockerignore and the CONFIG_SOURCE=s3 path.
     tag=tattletail-ci/tattletail:s3
@@ -133,7 +148,8 @@ container_build() {
         return 1
     }
     context_kb=$(_context_kb "$log")
-    echo "built $tag (build context ${context_kb} kB)"
+    echo "built $tag in $((SECONDS - started)) s (build context ${context_kb} kB)"
+    started=$SECONDS
     if [ "${context_kb:-0}" -gt 20480 ]; then
         echo "the build context is ${context_kb} kB: .dockerignore lets too much in" >&2
         return 1
@@ -153,7 +169,7 @@ container_build() {
         return 1
     }
     grep -E '^tattletail.toml: OK|^[0-9]+ tests? of' "$log" | sed 's/^/  build: /'
-    echo "built $tag"
+    echo "built $tag in $((SECONDS - started)) s"
     export TATTLETAIL_CI_IMAGE_BUNDLED=$tag
     export TATTLETAIL_CI_BASE_IMAGE=$base
     # Images the tags above replaced, with the layers only they used.
