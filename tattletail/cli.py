@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tattletail import __version__, config, config_source, logs, progress, ruletests
@@ -30,7 +29,13 @@ from tattletail.dispatch import DeliveryIncomplete
 from tattletail.envelope import UnrecognisedEvent, parse_s3_uri
 from tattletail.noise import NoiseReport
 from tattletail.objects import ObjectRef
-from tattletail.scan_output import AlertPrinter, Format, colour_wanted, default_format
+from tattletail.scan_output import (
+    AlertPrinter,
+    Format,
+    colour_wanted,
+    default_format,
+    safe_json,
+)
 from tattletail.service import Service
 from tattletail.settings import Settings, SettingsError
 from tattletail.summary import RunSummary
@@ -407,7 +412,7 @@ async def _scan_async(settings: Settings, args: argparse.Namespace, show_progres
     logs.log(logging.INFO, "scan_summary", **summary.fields())
     if args.summary and args.format == Format.JSON:
         report = noise.as_json(loaded, summary, show_all=args.all)
-        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.buffer.write(safe_json(report, indent=True) + b"\n")
     elif args.summary:
         print(noise.render(loaded, summary, show_all=args.all))
     for uri in [*missing, *(ref.uri for ref in failed)]:

@@ -20,7 +20,6 @@ from typing import Any, BinaryIO
 import orjson
 
 from tattletail.alerts import Alert
-from tattletail.destinations import stdout
 from tattletail.records import json_default
 from tattletail.text import fit, one_line, shorten
 
@@ -39,7 +38,7 @@ BOLD = "1"
 # In JSON output, characters outside printable ASCII that are not printable themselves (C1
 # controls, DEL, bidi and zero-width characters, separators) are escaped: JSON allows it
 # anywhere in a string, and all of them can only be inside strings.
-_JSON_UNSAFE = re.compile(r"[^\x20-\x7e]")
+_JSON_UNSAFE = re.compile(r"[^\x20-\x7e\n]")  # a raw \n is indentation: orjson escapes the rest
 
 
 class Format(StrEnum):
@@ -146,14 +145,19 @@ def text_line(
 
 def json_line(alert: Alert, destinations: Sequence[str] | None = None) -> bytes:
     """The `stdout` destination's line, plus `destinations` when given (a dry run)."""
-    if destinations is None:
-        line = stdout.render(alert)
-    else:
-        document = {**alert.message(), "source": alert.source, "destinations": list(destinations)}
-        line = orjson.dumps(document, default=json_default) + b"\n"
-    if line.isascii() and b"\x7f" not in line:
-        return line
-    return _JSON_UNSAFE.sub(_json_escape, line[:-1].decode()).encode() + b"\n"
+    document = {**alert.message(), "source": alert.source}
+    if destinations is not None:
+        document["destinations"] = list(destinations)
+    return safe_json(document) + b"\n"
+
+
+def safe_json(document: Any, indent: bool = False) -> bytes:
+    """orjson's encoding of `document`, with every character a terminal could act on escaped
+    as `\\uXXXX` (orjson escapes only those below U+0020)."""
+    data = orjson.dumps(document, default=json_default, option=orjson.OPT_INDENT_2 if indent else 0)
+    if data.isascii() and b"\x7f" not in data:
+        return data
+    return _JSON_UNSAFE.sub(_json_escape, data.decode()).encode()
 
 
 def _json_escape(match: re.Match[str]) -> str:

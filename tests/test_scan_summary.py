@@ -273,3 +273,15 @@ def test_progress_redraws_in_place_on_a_terminal_after_a_moment_and_erases_itsel
 
     progress.close()
     assert stream.getvalue().endswith("\r" + " " * len(render(2, 4, 2_000, 4.0)) + "\r")
+
+
+def test_summary_as_json_escapes_what_a_terminal_would_act_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arn = "arn:aws:iam::1:user/\u202eevil\x9b2J"
+    records = [record(n, "CreateUser", arn, ip="\x1b]0;title\x07") for n in range(2)]
+    _, out, _ = scan(tmp_path, monkeypatch, capsys, "--format", "json", records=records)
+    assert all(line.isprintable() for line in out.splitlines())
+    creates = next(rule for rule in orjson.loads(out)["rules"] if rule["name"] == "Creates")
+    assert creates["principals"] == [{"value": arn, "alerts": 2}]
+    assert creates["source_ips"] == [{"value": "\x1b]0;title\x07", "alerts": 2}]
