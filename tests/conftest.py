@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +17,7 @@ from aiohttp import web
 from moto.server import ThreadedMotoServer
 
 from tests.lambda_support import RuntimeApi, serve_runtime_api
-from tests.support import REGION, Moto, SlackStandIn
+from tests.support import REGION, Moto, SlackStandIn, serving
 
 # The AWS SDKs must never reach real AWS from the tests, whatever the machine's environment.
 os.environ.update(
@@ -54,7 +52,6 @@ def moto(moto_server: Moto, monkeypatch: pytest.MonkeyPatch) -> Moto:
 
 @pytest.fixture(scope="session")
 def slack_server() -> Iterator[SlackStandIn]:
-    loop = asyncio.new_event_loop()
     stand_in = SlackStandIn(url="")
     webhook_path = "/services/T0000/B0000/s3cr3tw3bh00kt0k3n"
 
@@ -68,17 +65,9 @@ def slack_server() -> Iterator[SlackStandIn]:
 
     app = web.Application()
     app.router.add_post(webhook_path, webhook)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    stand_in.url = f"http://127.0.0.1:{port}{webhook_path}"
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield stand_in
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with serving(app) as (port, _):
+        stand_in.url = f"http://127.0.0.1:{port}{webhook_path}"
+        yield stand_in
 
 
 @pytest.fixture

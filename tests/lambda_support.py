@@ -15,7 +15,7 @@ from urllib.parse import quote_plus
 
 from aiohttp import web
 
-from tests.support import REGION, SEED_LOG, Moto, gzipped
+from tests.support import REGION, SEED_LOG, Moto, gzipped, serving
 
 BUCKET = "trail-bucket"
 CONFIG_BUCKET = "config-bucket"
@@ -125,9 +125,8 @@ class RuntimeApi:
 def serve_runtime_api() -> Iterator[RuntimeApi]:
     """A RuntimeApi listening on 127.0.0.1 (an ephemeral port) in a thread of its own."""
     api = RuntimeApi()
-    loop = asyncio.new_event_loop()
     available = asyncio.Event()
-    api._loop, api._available = loop, available
+    api._available = available
 
     async def next_invocation(request: web.Request) -> web.Response:
         while not api._events:
@@ -163,16 +162,7 @@ def serve_runtime_api() -> Iterator[RuntimeApi]:
     app.router.add_post("/2018-06-01/runtime/invocation/{id}/response", response)
     app.router.add_post("/2018-06-01/runtime/invocation/{id}/error", error)
     app.router.add_post("/2018-06-01/runtime/init/error", error)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    api.address = f"127.0.0.1:{port}"
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(app) as (port, loop):
+        api.address = f"127.0.0.1:{port}"
+        api._loop = loop
         yield api
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)

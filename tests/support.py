@@ -7,15 +7,19 @@ Test modules import it as `from tests.support import ...`; conftest.py holds fix
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import threading
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 import orjson
+from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -58,6 +62,30 @@ def real_records() -> list[dict[str, Any]]:
 
 def gzipped(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
+
+
+@contextmanager
+def serving(app: web.Application) -> Iterator[tuple[int, asyncio.AbstractEventLoop]]:
+    """Serve `app` on 127.0.0.1, on a free port, from a thread and event loop of its own (so
+    sync and async tests alike can use it): yields the port and that loop."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+
+    async def start() -> int:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    try:
+        yield asyncio.run_coroutine_threadsafe(start(), loop).result(10), loop
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 @dataclass
