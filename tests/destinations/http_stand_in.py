@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.support import serving
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -85,28 +87,11 @@ class HttpStandIn:
     def running(cls, default: Reply | None = None) -> Iterator[HttpStandIn]:
         """Serve from a thread of its own (usable from sync and async tests alike)."""
         stand_in = cls(default)
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, daemon=True)
-        thread.start()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", stand_in._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-
-        async def start() -> int:
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-        try:
-            port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+        with serving(app) as (port, _):
             stand_in.base = f"http://127.0.0.1:{port}"
             yield stand_in
-        finally:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
-            loop.close()
 
 
 def refused_url(path: str = "/hook") -> str:
