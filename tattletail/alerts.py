@@ -9,7 +9,19 @@ from typing import Any
 
 import orjson
 
+from tattletail.json_output import dumps
 from tattletail.records import RecordJSON, plain
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """What a rule with memory counted for an alert (tattletail.state): its kind (threshold,
+    distinct, dedup, sequence), the alert's id, the same in every invocation that decides or
+    retries it, and what it counted (count, window, group, first and last eventIDs, ...)."""
+
+    kind: str
+    id: str
+    info: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,8 @@ class Alert:
     runbook: str | None = None
     # Set on the one alert that stands for many held back by flood control.
     flood_summary: dict[str, Any] | None = None
+    # Set on an alert of a rule with memory; shown under its kind in the message.
+    aggregate: Aggregate | None = None
 
     @property
     def event_id(self) -> str:
@@ -45,14 +59,13 @@ class Alert:
     def alert_id(self, destination_id: str) -> str:
         """Deterministic across retries, re-deliveries and trigger paths: the same rule, event
         and destination always give the same id (the dedupe key, PagerDuty's dedup_key)."""
-        key = "\x1f".join((self.rule_name, self.event_id or self._record_digest(), destination_id))
+        event = self.aggregate.id if self.aggregate else self.event_id or self._record_digest()
+        key = "\x1f".join((self.rule_name, event, destination_id))
         return hashlib.sha256(key.encode()).hexdigest()[:32]
 
     def _record_digest(self) -> str:
         # Records without an eventID (rare: some Insights events) fall back to their content.
-        return hashlib.sha256(
-            orjson.dumps(plain(self.record), option=orjson.OPT_SORT_KEYS)
-        ).hexdigest()
+        return hashlib.sha256(dumps(plain(self.record), orjson.OPT_SORT_KEYS)).hexdigest()
 
     @property
     def heading(self) -> str:
@@ -77,13 +90,15 @@ class Alert:
             message["runbook"] = self.runbook
         if self.flood_summary is not None:
             message["flood_summary"] = self.flood_summary
+        if self.aggregate is not None:
+            message[self.aggregate.kind] = dict(self.aggregate.info)
         return message
 
     def pretty_record(self) -> str:
-        return orjson.dumps(plain(self.record), option=orjson.OPT_INDENT_2).decode()
+        return dumps(plain(self.record), orjson.OPT_INDENT_2).decode()
 
     def pretty_match(self) -> str | None:
         """The annotation as indented JSON, or None when there is none to show."""
         if self.match is None:
             return None
-        return orjson.dumps(self.match, option=orjson.OPT_INDENT_2).decode()
+        return dumps(self.match, orjson.OPT_INDENT_2).decode()

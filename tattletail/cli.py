@@ -387,7 +387,7 @@ async def _scan_async(settings: Settings, args: argparse.Namespace, show_progres
         s3 = await aws.client("s3") if from_s3 else None
         loaded: Config = await config_source.load(settings, s3, args.config)
         refs, missing = await _expand(args.paths, aws)
-        service = Service(settings, loaded, aws)
+        service = Service(settings, loaded, aws, local=True)
         summary = RunSummary()
         bar = progress.Progress(len(refs))
         ticker = (
@@ -418,29 +418,38 @@ async def _scan_async(settings: Settings, args: argparse.Namespace, show_progres
     for uri in [*missing, *(ref.uri for ref in failed)]:
         # An S3 key may hold any character: shown escaped, never acting on the terminal.
         print(f"tattletail: failed: {one_line(uri)}", file=sys.stderr)
-    print(summary_line(summary, len(missing), dry), file=sys.stderr)
+    print(summary_line(loaded, summary, len(missing), dry), file=sys.stderr)
     failed_any = failed or missing or summary.alerts_failed
     return EXIT_PARTIAL if failed_any else EXIT_OK
 
 
-def summary_line(summary: RunSummary, missing: int, dry: bool) -> str:
+def summary_line(loaded: Config, summary: RunSummary, missing: int, dry: bool) -> str:
     """The last line of every scan, on stderr."""
     sent = (
         "dry run: nothing sent"
         if dry
         else f"{plural(summary.alerts_sent, 'alert')} sent, {summary.alerts_failed} failed"
     )
-    return "tattletail: " + ", ".join(
-        [
-            plural(summary.objects, "object"),
-            plural(summary.records, "record"),
-            plural(summary.matches, "match", "matches"),
-            f"{summary.suppressed} suppressed",
-            sent,
-            plural(summary.rule_errors, "rule error"),
-            f"{summary.objects_skipped} skipped",
-            plural(summary.objects_failed + missing, "failed input"),
-        ]
+    return (
+        "tattletail: "
+        + ", ".join(
+            [
+                plural(summary.objects, "object"),
+                plural(summary.records, "record"),
+                plural(summary.matches, "match", "matches"),
+                f"{summary.suppressed} suppressed",
+                sent,
+                plural(summary.rule_errors, "rule error"),
+                f"{summary.objects_skipped} skipped",
+                plural(summary.objects_failed + missing, "failed input"),
+            ]
+        )
+        + (
+            f"; rules with memory: {plural(summary.stateful_alerts, 'alert')}, "
+            f"{plural(summary.state_held, 'match', 'matches')} held by dedup"
+            if any(rule.stateful is not None for rule in loaded.rules)
+            else ""
+        )
     )
 
 

@@ -7,21 +7,24 @@ reported at once.
 
 Beyond the original (all optional, so the original's files mean exactly what they did): rule
 metadata (`severity`, `enabled`, `tags`, `runbook`, `title`), `suppress` expressions that may
-expire, inline `[[rule.test]]` cases, and `include` to pull rules and destinations from more
-files, routed by `default_destinations` when they name none themselves.
+expire, inline `[[rule.test]]` cases, `include` to pull rules and destinations from more
+files, routed by `default_destinations` when they name none themselves, and rules with memory
+(`threshold`, `distinct`, `dedup`, `sequence`: see tattletail.state).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import jq
 import orjson
@@ -42,13 +45,38 @@ RULE_KEYS = {
     "title": "a jq string expression on the record: the alert's title",
     "suppress": "a jq expression, a {match, expires, reason} table or a list of them",
     "test": "[[rule.test]] cases run by `tattletail test`",
+    "threshold": "{ count, window, group_by }: alert once a window when a group has count matches",
+    "distinct": "{ field, count, window, group_by }: the same, counting distinct values of field",
+    "dedup": "{ key, period }: alert on a key's first match per period, count the others",
+    "sequence": "{ steps, within, group_by, ordered }: alert when the step rules match in order",
+    "alert": "false: the rule's matches only feed sequences; it sends no alert of its own",
 }
 TOP_LEVEL_KEYS = {"rule", "destination", "dead_letter", "include", "default_destinations"}
 # dead_letter and default_destinations route the whole config: only its top file sets them.
 INCLUDED_FILE_KEYS = {"rule", "destination", "include"}
 SEVERITIES: Final = ("info", "low", "medium", "high", "critical")
 SUPPRESS_KEYS = {"match", "expires", "reason"}
-TEST_KEYS = {"name", "event", "event_file", "expect", "match", "title"}
+TEST_KEYS = {"name", "event", "event_file", "events", "alerts", "expect", "match", "title"}
+TIMELINE_KEYS = {"event", "event_file", "at", "repeat", "every"}
+EXPECTED_ALERT_KEYS = {
+    "group",
+    "count",
+    "key",
+    "values",
+    "held",
+    "event_id",
+    "first_event_id",
+    "last_event_id",
+    "match",
+    "title",
+}
+STATEFUL_KEYS: Final = ("threshold", "distinct", "dedup", "sequence")
+# Bounds that keep one group's state small (one DynamoDB item, a few KB; see tattletail.state).
+MAX_STATE_COUNT = 1000
+MAX_SEQUENCE_STEPS = 10
+MAX_DURATION_SECONDS = 7 * 86400
+MAX_TEST_REPEAT = 10000
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
 class ConfigError(ValueError):
@@ -77,14 +105,91 @@ NOT_GIVEN: Final[Any] = _NotGiven()
 
 
 @dataclass(frozen=True)
+class Duration:
+    """A window, period or time limit: whole seconds, and the text it was written as."""
+
+    seconds: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """`threshold`: one alert per group and window when the group's matches reach `count`."""
+
+    kind: ClassVar[str] = "threshold"
+    count: int
+    window: Duration
+    # jq expressions on the record; () is one group for every match.
+    group_by: tuple[str, ...] = ()
+    # Written as a list: the alert's group is the list of values, else the one value.
+    group_by_list: bool = False
+
+
+@dataclass(frozen=True)
+class Distinct:
+    """`distinct`: the same as Threshold, counting the distinct values of `field` (a jq
+    expression) among the group's matches (Sigma's value_count)."""
+
+    kind: ClassVar[str] = "distinct"
+    field: str
+    count: int
+    window: Duration
+    group_by: tuple[str, ...] = ()
+    group_by_list: bool = False
+
+
+@dataclass(frozen=True)
+class Dedup:
+    """`dedup`: the first match of a key (a jq expression) in a period alerts, the others are
+    counted and reported with the key's next alert."""
+
+    kind: ClassVar[str] = "dedup"
+    key: str
+    period: Duration
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """`sequence`: an alert when the step rules (by name) match for one group within the time,
+    in order unless `ordered` is false (Sigma's temporal_ordered / temporal)."""
+
+    kind: ClassVar[str] = "sequence"
+    steps: tuple[str, ...]
+    within: Duration
+    group_by: tuple[str, ...] = ()
+    group_by_list: bool = False
+    ordered: bool = True
+
+
+Stateful = Threshold | Distinct | Dedup | Sequence
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One [[rule.test.events]] table: a record (inline or a file), repeated `repeat` times
+    from `at` (its eventTime when not given) every `every` seconds."""
+
+    event: Mapping[str, Any] | None = None
+    event_file: Path | None = None
+    at: datetime | None = None
+    repeat: int = 1
+    every: int = 1
+
+
+@dataclass(frozen=True)
 class RuleTest:
-    """One [[rule.test]]: an event, and what the rule must make of it."""
+    """One [[rule.test]]: an event, or a timeline of events, and what the rule must make of it."""
 
     name: str
     expect: bool
-    # Exactly one of the two: the event inline, or the JSON file holding it (read when run).
+    # Exactly one of the three: the event inline, the JSON file holding it (read when run), or
+    # a timeline of events (stateful rules; their alerts are what is checked).
     event: Mapping[str, Any] | None = None
     event_file: Path | None = None
+    events: tuple[TimelineEntry, ...] = ()
+    # With `events`: the alerts expected, in order, each a table of the fields it checks (see
+    # EXPECTED_ALERT_KEYS); None when only `expect` was given.
+    alerts: tuple[Mapping[str, Any], ...] | None = None
     # The expected annotation, or NOT_GIVEN; the expected title, or None (not checked).
     match: Any = NOT_GIVEN
     title: str | None = None
@@ -113,6 +218,10 @@ class Rule:
     position: int = 0
     # True when `destinations` came from the top file's default_destinations.
     default_routed: bool = False
+    # A rule with memory (tattletail.state); its matches are counted, not alerted one by one.
+    stateful: Stateful | None = None
+    # False: the rule's matches only feed sequences (no alert of its own).
+    alert: bool = True
 
     @property
     def where(self) -> str:
@@ -145,10 +254,22 @@ class Config:
                         f"{rule.where}: suppression {suppression.match!r} expired on "
                         f"{suppression.expires}; it no longer applies (remove it or extend it)"
                     )
-            if rule.enabled and not rule.destinations:
+            if rule.enabled and rule.alert and not rule.destinations:
                 found.append(
                     f"{rule.where}: no destinations and no default_destinations, so its alerts "
                     "go nowhere"
+                )
+        steps = {
+            step
+            for rule in self.rules
+            if isinstance(rule.stateful, Sequence) and rule.enabled
+            for step in rule.stateful.steps
+        }
+        for rule in self.rules:
+            if rule.enabled and not rule.alert and rule.name not in steps:
+                found.append(
+                    f"{rule.where}: alert = false and no enabled sequence names it as a step, so "
+                    "its matches go nowhere"
                 )
         return found
 
@@ -223,6 +344,7 @@ def parse(text: str, source: str = "tattletail.toml", path: Path | None = None) 
     rules: list[Rule] = []
     for file in files:
         rules.extend(_rules(file, declared, defaults, len(rules), problems))
+    _check_stateful_names(rules, problems)
     dead_letter = _dead_letter(document.get("dead_letter"), destinations, declared, problems)
     if problems:
         raise ConfigError(source, problems)
@@ -426,11 +548,26 @@ def _rules(
         description = table.get("description", "")
         if not isinstance(description, str):
             problems.append(f"{where}: 'description' must be a string")
+        stateful = _stateful(table, where, problems)
         jq_match = table.get("jq_match")
-        if not isinstance(jq_match, str) or not jq_match.strip():
+        if isinstance(stateful, Sequence):
+            if jq_match is not None:
+                problems.append(
+                    f"{where}: a sequence rule matches through its steps' rules: remove jq_match"
+                )
+            jq_match = ""
+        elif not isinstance(jq_match, str) or not jq_match.strip():
             problems.append(f"{where}: jq_match not defined (it must be a non-empty jq program)")
         else:
             _check_compiles(jq_match, f"{where}: jq_match", problems)
+        alert = table.get("alert", True)
+        if not isinstance(alert, bool):
+            problems.append(f"{where}: 'alert' must be true or false")
+        elif not alert and stateful is not None:
+            problems.append(
+                f"{where}: alert = false is for the step rules of a sequence; a rule with "
+                f"{stateful.kind} alerts through it"
+            )
         default_routed = "destinations" not in table
         names = table.get("destinations", list(defaults))
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -462,6 +599,11 @@ def _rules(
                 _check_compiles(title, f"{where}: title", problems)
         suppressions = _suppressions(table.get("suppress"), where, problems)
         tests = _tests(table.get("test"), where, file.directory, problems)
+        if isinstance(stateful, Sequence) and any(test.events == () for test in tests):
+            problems.append(
+                f"{where}: a sequence rule's tests need `events` (a timeline): one event "
+                "cannot complete a sequence"
+            )
         if len(problems) == found:
             rules.append(
                 Rule(
@@ -480,9 +622,185 @@ def _rules(
                     origin=file.label,
                     position=position,
                     default_routed=default_routed,
+                    stateful=stateful,
+                    alert=alert,
                 )
             )
     return rules
+
+
+def duration(value: Any) -> Duration | None:
+    """`"90s"`, `"10m"`, `"1h30m"`, `"1d"` (Sigma's timespan units), None when not one."""
+    if not isinstance(value, str):
+        return None
+    found = _DURATION.fullmatch(value.strip())
+    if found is None or not any(found.groups()):
+        return None
+    days, hours, minutes, seconds = (int(part or 0) for part in found.groups())
+    return Duration(((days * 24 + hours) * 60 + minutes) * 60 + seconds, value.strip())
+
+
+_STATEFUL_FIELDS: dict[str, dict[str, str]] = {
+    "threshold": {
+        "count": "matches that make an alert",
+        "window": "a duration such as 10m",
+        "group_by": "jq expression(s) on the record",
+    },
+    "distinct": {
+        "field": "a jq expression on the record",
+        "count": "distinct values that make an alert",
+        "window": "a duration",
+        "group_by": "jq expression(s) on the record",
+    },
+    "dedup": {"key": "a jq expression on the record", "period": "a duration"},
+    "sequence": {
+        "steps": "names of rules",
+        "within": "a duration",
+        "group_by": "jq expression(s) on the record",
+        "ordered": "true or false",
+    },
+}
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "threshold": ("count", "window"),
+    "distinct": ("field", "count", "window"),
+    "dedup": ("key", "period"),
+    "sequence": ("steps", "within"),
+}
+
+
+def _stateful(table: dict[str, Any], where: str, problems: list[str]) -> Stateful | None:
+    """The rule's one stateful table (threshold, distinct, dedup or sequence), validated."""
+    given = [key for key in STATEFUL_KEYS if key in table]
+    if not given:
+        return None
+    if len(given) > 1:
+        problems.append(f"{where}: a rule takes at most one of {', '.join(given)}")
+        return None
+    kind = given[0]
+    what = f"{where}: {kind}"
+    raw = table[kind]
+    if not isinstance(raw, dict):
+        problems.append(f"{what}: must be a table, e.g. {kind} = {{ ... }}")
+        return None
+    found = len(problems)
+    allowed = _STATEFUL_FIELDS[kind]
+    for key in sorted(set(raw) - set(allowed)):
+        suggestion = did_you_mean(key, allowed) or f" (allowed: {', '.join(allowed)})"
+        problems.append(f"{what}: unknown key {key!r}{suggestion}")
+    for key in _REQUIRED[kind]:
+        if key not in raw:
+            problems.append(f"{what}: {key!r} is required ({allowed[key]})")
+    if len(problems) > found:
+        return None
+    times = {
+        name: _duration_field(raw[name], f"{what}: {name}", problems)
+        for name in ("window", "period", "within")
+        if name in raw
+    }
+    if "period" in times and times["period"].seconds < 60:
+        # A log file spans minutes: a shorter period would alert on most matches anyway.
+        problems.append(f"{what}: period: {raw['period']!r} must be at least 1m")
+    group_by, as_list = _group_by(raw.get("group_by"), what, problems)
+    count = _count(raw["count"], what, problems) if "count" in raw else 0
+    if kind in ("distinct", "dedup"):
+        expression = "field" if kind == "distinct" else "key"
+        program = raw[expression]
+        if not isinstance(program, str) or not program.strip():
+            problems.append(f"{what}: {expression!r} must be a jq expression (a non-empty string)")
+        else:
+            _check_compiles(program, f"{what}: {expression}", problems)
+    steps: tuple[str, ...] = ()
+    ordered = raw.get("ordered", True)
+    if kind == "sequence":
+        names = raw["steps"]
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            problems.append(f"{what}: 'steps' must be a list of rule names")
+        elif not 2 <= len(names) <= MAX_SEQUENCE_STEPS:
+            problems.append(f"{what}: 'steps' must name 2 to {MAX_SEQUENCE_STEPS} rules")
+        else:
+            steps = tuple(names)
+        if not isinstance(ordered, bool):
+            problems.append(f"{what}: 'ordered' must be true or false")
+    if len(problems) > found:
+        return None
+    if kind == "threshold":
+        return Threshold(count, times["window"], group_by, as_list)
+    if kind == "distinct":
+        return Distinct(raw["field"], count, times["window"], group_by, as_list)
+    if kind == "dedup":
+        return Dedup(raw["key"], times["period"])
+    return Sequence(steps, times["within"], group_by, as_list, ordered)
+
+
+def _duration_field(value: Any, what: str, problems: list[str]) -> Duration:
+    parsed = duration(value)
+    if parsed is None:
+        problems.append(
+            f"{what}: {value!r} is not a duration (a number and a unit, s, m, h or d: "
+            '"90s", "10m", "1h30m")'
+        )
+        return Duration(1, "1s")
+    if not 1 <= parsed.seconds <= MAX_DURATION_SECONDS:
+        problems.append(f"{what}: {value!r} must be from 1s to 7d")
+    return parsed
+
+
+def _count(value: Any, what: str, problems: list[str]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.append(f"{what}: 'count' must be a whole number")
+        return 0
+    if not 1 <= value <= MAX_STATE_COUNT:
+        problems.append(f"{what}: 'count' must be from 1 to {MAX_STATE_COUNT}")
+    return value
+
+
+def _group_by(value: Any, what: str, problems: list[str]) -> tuple[tuple[str, ...], bool]:
+    if value is None:
+        return (), False
+    programs = value if isinstance(value, list) else [value]
+    if not programs or not all(isinstance(p, str) and p.strip() for p in programs):
+        problems.append(
+            f"{what}: 'group_by' must be a jq expression or a list of them (non-empty strings)"
+        )
+        return (), False
+    for number, program in enumerate(programs):
+        label = "group_by" + (f" #{number}" if isinstance(value, list) else "")
+        _check_compiles(program, f"{what}: {label}", problems)
+    return tuple(programs), isinstance(value, list)
+
+
+def _check_stateful_names(rules: list[Rule], problems: list[str]) -> None:
+    """A stateful rule's state is keyed by its name, and a sequence names its steps: those
+    names must be unique, and a step must be an enabled rule without memory of its own."""
+    by_name: dict[str, list[Rule]] = {}
+    for rule in rules:
+        by_name.setdefault(rule.name, []).append(rule)
+    for rule in rules:
+        if rule.stateful is not None and len(by_name[rule.name]) > 1:
+            problems.append(
+                f"{rule.where}: another rule has the same name, and a {rule.stateful.kind} "
+                "rule's state is kept under its name"
+            )
+        if not isinstance(rule.stateful, Sequence):
+            continue
+        for step in dict.fromkeys(rule.stateful.steps):
+            found = by_name.get(step, [])
+            what = f"{rule.where}: sequence step {step!r}"
+            if not found:
+                problems.append(f"{what}: no rule has this name")
+            elif len(found) > 1:
+                problems.append(f"{what}: several rules have this name")
+            elif found[0] is rule:
+                problems.append(f"{what}: a sequence cannot be its own step")
+            elif found[0].stateful is not None:
+                problems.append(
+                    f"{what}: a step must be a rule without threshold, distinct, dedup or sequence"
+                )
+            elif not found[0].enabled:
+                problems.append(
+                    f"{what}: the rule is disabled, so it is never evaluated (to keep it "
+                    "from alerting on its own, set alert = false instead)"
+                )
 
 
 def _check_compiles(program: str, what: str, problems: list[str]) -> None:
@@ -559,27 +877,29 @@ def _tests(
         else:
             names.add(name)
         event, event_file = table.get("event"), table.get("event_file")
-        if (event is None) == (event_file is None):
+        raw_events = table.get("events")
+        if sum(value is not None for value in (event, event_file, raw_events)) != 1:
             problems.append(
                 f"{what}: give exactly one of 'event' (a table, or the record's JSON in a "
-                "'''string''') and 'event_file'"
+                "'''string'''), 'event_file' and 'events' (a timeline, [[rule.test.events]])"
             )
-        elif isinstance(event, str):
-            event, detail = _event_from_json(event)
-            if detail is not None:
-                problems.append(f"{what}: 'event' {detail}")
-        elif event is not None and not isinstance(event, dict):
-            problems.append(
-                f"{what}: 'event' must be a table or a string of JSON (the CloudTrail record)"
-            )
-        elif event is not None and (detail := _not_json(event)) is not None:
-            problems.append(f"{what}: 'event' {detail}")
-        elif event_file is not None and (not isinstance(event_file, str) or not event_file):
-            problems.append(f"{what}: 'event_file' must be a file name")
+        else:
+            event = _check_event(event, event_file, what, problems)
+        events = _timeline(raw_events, what, directory, problems) if raw_events else ()
+        alerts = _expected_alerts(table.get("alerts"), raw_events is not None, what, problems)
         expect = table.get("expect")
+        if expect is None and alerts is not None:
+            expect = bool(alerts)
         if not isinstance(expect, bool):
-            problems.append(f"{what}: 'expect' must be true or false")
+            problems.append(
+                f"{what}: 'expect' must be true or false"
+                + (" (or give 'alerts')" if raw_events is not None else "")
+            )
+        elif alerts is not None and expect != bool(alerts):
+            problems.append(f"{what}: expect = {str(expect).lower()} contradicts 'alerts'")
         match, title = table.get("match", NOT_GIVEN), table.get("title")
+        if (match is not NOT_GIVEN or title is not None) and raw_events is not None:
+            problems.append(f"{what}: with 'events', check the annotation and title in 'alerts'")
         if (match is not NOT_GIVEN or title is not None) and expect is False:
             problems.append(f"{what}: 'match' and 'title' can only be checked with expect = true")
         if match is not NOT_GIVEN and (detail := _not_json(match)) is not None:
@@ -587,21 +907,123 @@ def _tests(
         if title is not None and not isinstance(title, str):
             problems.append(f"{what}: 'title' must be a string")
         if len(problems) == found:
-            path = None
-            if event_file is not None:
-                # Relative to the rule's file, wherever the command runs from.
-                path = Path(event_file) if directory is None else directory / event_file
             tests.append(
                 RuleTest(
                     name=name,
                     expect=expect,
                     event=MappingProxyType(event) if event is not None else None,
-                    event_file=path,
+                    event_file=_relative(event_file, directory),
+                    events=events,
+                    alerts=alerts,
                     match=match,
                     title=title,
                 )
             )
     return tuple(tests)
+
+
+def _relative(name: str | None, directory: Path | None) -> Path | None:
+    """An event file's path: relative to the rule's file, wherever the command runs from."""
+    if name is None:
+        return None
+    return Path(name) if directory is None else directory / name
+
+
+def _check_event(event: Any, event_file: Any, what: str, problems: list[str]) -> Any:
+    """Check a test's record; return it (written as JSON text: decoded)."""
+    if isinstance(event, str):
+        event, detail = _event_from_json(event)
+        if detail is not None:
+            problems.append(f"{what}: 'event' {detail}")
+    elif event is not None and not isinstance(event, dict):
+        problems.append(
+            f"{what}: 'event' must be a table or a string of JSON (the CloudTrail record)"
+        )
+    elif event is not None and (detail := _not_json(event)) is not None:
+        problems.append(f"{what}: 'event' {detail}")
+    elif event_file is not None and (not isinstance(event_file, str) or not event_file):
+        problems.append(f"{what}: 'event_file' must be a file name")
+    return event
+
+
+def _timeline(
+    raw: Any, what: str, directory: Path | None, problems: list[str]
+) -> tuple[TimelineEntry, ...]:
+    """[[rule.test.events]]: each a record (`event` or `event_file`) with an optional `at`
+    (its eventTime), `repeat` and `every` (a duration between the copies)."""
+    entries = []
+    for number, table in enumerate(_tables(raw, "rule.test.events", problems, f"{what}: ")):
+        label = f"{what}: events #{number}"
+        if not isinstance(table, dict):
+            problems.append(f"{label}: must be a table")
+            continue
+        found = len(problems)
+        for key in sorted(set(table) - TIMELINE_KEYS):
+            suggestion = (
+                did_you_mean(key, TIMELINE_KEYS) or f" (allowed: {', '.join(TIMELINE_KEYS)})"
+            )
+            problems.append(f"{label}: unknown key {key!r}{suggestion}")
+        event, event_file = table.get("event"), table.get("event_file")
+        if (event is None) == (event_file is None):
+            problems.append(
+                f"{label}: give exactly one of 'event' (a table, or the record's JSON in a "
+                "'''string''') and 'event_file'"
+            )
+        else:
+            event = _check_event(event, event_file, label, problems)
+        at = table.get("at")
+        if isinstance(at, str):
+            # Not a date-time: reported below, as any other value that is not one.
+            with contextlib.suppress(ValueError):
+                at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
+            problems.append(
+                f"{label}: 'at' must be a date-time with an offset (2023-07-10T12:00:00Z)"
+            )
+        repeat = table.get("repeat", 1)
+        if isinstance(repeat, bool) or not isinstance(repeat, int):
+            problems.append(f"{label}: 'repeat' must be a whole number")
+        elif not 1 <= repeat <= MAX_TEST_REPEAT:
+            problems.append(f"{label}: 'repeat' must be from 1 to {MAX_TEST_REPEAT}")
+        every = _duration_field(table.get("every", "1s"), f"{label}: every", problems)
+        if len(problems) == found:
+            entries.append(
+                TimelineEntry(
+                    event=MappingProxyType(event) if event is not None else None,
+                    event_file=_relative(event_file, directory),
+                    at=at.astimezone(UTC) if isinstance(at, datetime) else None,
+                    repeat=repeat,
+                    every=every.seconds,
+                )
+            )
+    if not entries and not problems:
+        problems.append(f"{what}: 'events' must hold at least one [[rule.test.events]] table")
+    return tuple(entries)
+
+
+def _expected_alerts(
+    raw: Any, timeline: bool, what: str, problems: list[str]
+) -> tuple[Mapping[str, Any], ...] | None:
+    if raw is None:
+        return None
+    if not timeline:
+        problems.append(f"{what}: 'alerts' needs 'events' (a timeline)")
+        return None
+    if not isinstance(raw, list) or not all(isinstance(entry, dict) for entry in raw):
+        problems.append(
+            f"{what}: 'alerts' must be a list of tables, e.g. [{{ count = 50 }}] ([] for none)"
+        )
+        return None
+    alerts = []
+    for number, entry in enumerate(raw):
+        for key in sorted(set(entry) - EXPECTED_ALERT_KEYS):
+            allowed = ", ".join(sorted(EXPECTED_ALERT_KEYS))
+            suggestion = did_you_mean(key, EXPECTED_ALERT_KEYS) or f" (allowed: {allowed})"
+            problems.append(f"{what}: alerts #{number}: unknown key {key!r}{suggestion}")
+        if (detail := _not_json(entry)) is not None:
+            problems.append(f"{what}: alerts #{number} {detail}")
+        alerts.append(MappingProxyType(entry))
+    return tuple(alerts)
 
 
 def _not_json(value: Any) -> str | None:

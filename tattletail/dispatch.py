@@ -79,12 +79,15 @@ class Dispatcher:
                 self._buckets[dest_id] = TokenBucket(*rate)
         self.undelivered = 0
 
-    async def deliver_all(self, alerts: Sequence[Alert]) -> None:
-        """Deliver a batch of alerts concurrently; never raises."""
-        await asyncio.gather(*(self.deliver(alert) for alert in alerts))
+    async def deliver_all(self, alerts: Sequence[Alert]) -> list[bool]:
+        """Deliver a batch of alerts concurrently; never raises. For each alert, whether it
+        was delivered (see deliver)."""
+        return list(await asyncio.gather(*(self.deliver(alert) for alert in alerts)))
 
-    async def deliver(self, alert: Alert) -> None:
-        """Send to every destination of the alert's rule; never raises."""
+    async def deliver(self, alert: Alert) -> bool:
+        """Send to every destination of the alert's rule; never raises. False when some
+        destination neither got it nor its dead-letter copy (the invocation then fails, see
+        finish); an alert held back by flood control counts as delivered (its summary is)."""
         admitted = self._flood.admit(alert)
         sends = []
         for dest_id in alert.destinations:
@@ -93,7 +96,7 @@ class Dispatcher:
                 sends.append(self._send(destination, alert))
             else:
                 self._summary.alerts_held += 1
-        await asyncio.gather(*sends)
+        return all(await asyncio.gather(*sends))
 
     async def finish(self) -> None:
         """After the last alert: flush archives, send flood summaries, then report what was not
@@ -153,7 +156,7 @@ class Dispatcher:
                 "rate limit: no send slot before the invocation's deadline"
             ) from None
 
-    async def _send(self, destination: Destination, alert: Alert) -> None:
+    async def _send(self, destination: Destination, alert: Alert) -> bool:
         alert_id = alert.alert_id(destination.id)
         if self._dedupe is not None and alert.flood_summary is None and not destination.archive:
             dynamodb = await self._context.aws.client("dynamodb")
@@ -165,14 +168,14 @@ class Dispatcher:
                 logs.log(logging.WARNING, "dedupe_unavailable", error=describe(exc))
             if not claimed:
                 self._summary.alerts_deduplicated += 1
-                return
+                return True
         error = await self._send_with_retries(destination, alert)
         if error is None:
             self._summary.alerts_sent += 1
             self._summary.sent_by_destination[destination.id] += 1
             if self._dedupe is not None and alert.flood_summary is None:
                 await self._settle(alert_id, sent=True)
-            return
+            return True
         self._summary.alerts_failed += 1
         self._summary.failed_by_destination[destination.id] += 1
         logs.log(
@@ -187,7 +190,7 @@ class Dispatcher:
         )
         if self._dedupe is not None and alert.flood_summary is None:
             await self._settle(alert_id, sent=False)
-        await self._to_dead_letter(destination, alert, alert_id, error)
+        return await self._to_dead_letter(destination, alert, alert_id, error)
 
     async def _settle(self, alert_id: str, sent: bool) -> None:
         assert self._dedupe is not None
@@ -245,10 +248,11 @@ class Dispatcher:
 
     async def _to_dead_letter(
         self, destination: Destination, alert: Alert, alert_id: str, error: str
-    ) -> None:
+    ) -> bool:
+        """True when the dead-letter destination kept the alert."""
         if self._dead_letter is None or self._dead_letter is destination:
             self.undelivered += 1
-            return
+            return False
         document: dict[str, Any] = {
             "alert_id": alert_id,
             "failed_destination": destination.id,
@@ -268,9 +272,10 @@ class Dispatcher:
                 error=describe(exc),
                 alert_id=alert_id,
             )
-            return
+            return False
         self._summary.alerts_dead_lettered += 1
         self._summary.dead_lettered_by_destination[destination.id] += 1
+        return True
 
 
 def describe(exc: BaseException, timeout: float | None = None) -> str:

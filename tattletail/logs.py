@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
-import orjson
+from tattletail.json_output import dumps
 
 LOGGER_NAME = "tattletail"
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
@@ -33,7 +33,7 @@ class JsonFormatter(logging.Formatter):
         }
         line.update(_context.get())
         line.update(getattr(record, "fields", {}))
-        return orjson.dumps(line, default=str).decode()
+        return dumps(line, default=str).decode()
 
 
 def configure(level: str = "INFO", stream: Any = None) -> None:

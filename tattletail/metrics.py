@@ -55,7 +55,9 @@ def documents(
         "Records": (summary.records, "Count"),
         "Matches": (summary.matches, "Count"),
         "RuleErrors": (summary.rule_errors, "Count"),
-        "RulesTimedOut": (summary.rules_timed_out, "Count"),
+        "RulesQuarantined": (summary.rules_quarantined, "Count"),
+        "RecordsInvalid": (summary.records_invalid, "Count"),
+        "RecordsFailed": (summary.records_failed, "Count"),
         "AlertsSent": (summary.alerts_sent, "Count"),
         "AlertsFailed": (summary.alerts_failed, "Count"),
         "AlertsRetried": (summary.alerts_retried, "Count"),
@@ -65,6 +67,10 @@ def documents(
         "ConfigErrors": (summary.config_errors, "Count"),
         "EventsUnrecognised": (summary.events_unrecognised, "Count"),
         "EvaluationSeconds": (round(summary.evaluation_seconds, 6), "Seconds"),
+        "StatefulAlerts": (summary.stateful_alerts, "Count"),
+        "StateHeld": (summary.state_held, "Count"),
+        "StateRequests": (sum(summary.state_calls.values()), "Count"),
+        "StateConflicts": (summary.state_conflicts, "Count"),
     }
     if summary.file_lag_seconds is not None:
         totals["FileLagSeconds"] = (round(summary.file_lag_seconds, 3), "Seconds")
@@ -72,6 +78,7 @@ def documents(
     per_dimension: list[tuple[str, str, Mapping[str, int]]] = [
         ("Rule", "Matches", summary.matches_by_rule),
         ("Rule", "RuleErrors", summary.rule_errors_by_rule),
+        ("Rule", "StatefulAlerts", summary.stateful_alerts_by_rule),
         ("Reason", "ObjectsSkipped", summary.skipped_by_reason),
         ("Reason", "ObjectsFailed", summary.failures_by_reason),
         ("Destination", "AlertsSent", summary.sent_by_destination),

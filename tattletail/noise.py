@@ -1,6 +1,6 @@
 """`tattletail scan --summary`: how noisy each rule is over a replay, and who makes the noise.
 
-As text: one row per enabled rule that alerted, was suppressed or failed, noisiest first
+As text: one row per enabled rule that matched or failed, noisiest first
 (`--all`: every enabled rule); then, for the noisiest rules, their most frequent principals and
 source IPs, which is what a `suppress` is written from; then the records' time range. Every
 line fits in 100 columns and every value from a record passes through `text.one_line`. As JSON
@@ -24,7 +24,7 @@ WIDTH = 100
 # How many of the noisiest rules get a breakdown, and how many values each list shows.
 TOP_RULES = 5
 TOP_VALUES = 3
-COLUMNS = ("alerts", "suppressed", "errors", "% records", "severity")
+COLUMNS = ("matches", "alerts", "suppressed", "errors", "%", "severity")
 NONE = "(none)"
 
 
@@ -38,6 +38,8 @@ class RuleNoise:
 class RuleRow:
     name: str
     severity: str
+    # Records the rule matched, suppressed or not.
+    matches: int
     alerts: int
     suppressed: int
     errors: int
@@ -47,7 +49,7 @@ class RuleRow:
 
     @property
     def active(self) -> bool:
-        return bool(self.alerts or self.suppressed or self.errors)
+        return bool(self.matches or self.alerts or self.errors)
 
 
 @dataclass
@@ -69,13 +71,24 @@ class NoiseReport:
         for rule in config.rules:
             if not rule.enabled:
                 continue
-            alerts = summary.matches_by_rule[rule.name]
             suppressed = summary.suppressed_by_rule[rule.name]
-            share = 100 * (alerts + suppressed) / summary.records if summary.records else 0.0
+            matches = summary.matches_by_rule[rule.name] + suppressed
+            # A rule with memory alerts on what it counted; a sequence's step with alert =
+            # false never alerts on its own.
+            alerts = (
+                summary.stateful_alerts_by_rule[rule.name]
+                if rule.stateful is not None
+                else summary.matches_by_rule[rule.name]
+                if rule.alert
+                else 0
+            )
+            share = 100 * matches / summary.records if summary.records else 0.0
             errors = summary.rule_errors_by_rule[rule.name]
             noise = self.by_rule.get(rule.name, RuleNoise())
-            rows.append(RuleRow(rule.name, rule.severity, alerts, suppressed, errors, share, noise))
-        rows.sort(key=lambda row: (-row.alerts, -row.suppressed, -row.errors))
+            rows.append(
+                RuleRow(rule.name, rule.severity, matches, alerts, suppressed, errors, share, noise)
+            )
+        rows.sort(key=lambda row: (-row.alerts, -row.matches, -row.errors))
         return rows
 
     def render(self, config: Config, summary: RunSummary, show_all: bool = False) -> str:
@@ -98,6 +111,7 @@ class NoiseReport:
                 {
                     "name": row.name,
                     "severity": row.severity,
+                    "matches": row.matches,
                     "alerts": row.alerts,
                     "suppressed": row.suppressed,
                     "errors": row.errors,
@@ -117,7 +131,14 @@ def _counts(counter: Counter[str]) -> list[dict[str, Any]]:
 
 def _table(rows: list[RuleRow]) -> list[str]:
     cells = [
-        (str(row.alerts), str(row.suppressed), str(row.errors), f"{row.share:.2f}", row.severity)
+        (
+            str(row.matches),
+            str(row.alerts),
+            str(row.suppressed),
+            str(row.errors),
+            f"{row.share:.2f}",
+            row.severity,
+        )
         for row in rows
     ]
     widths = [max(len(c[n]) for c in [COLUMNS, *cells]) for n in range(len(COLUMNS))]
@@ -164,7 +185,7 @@ def _footer(summary: RunSummary, rows: list[RuleRow], hidden: int) -> list[str]:
         last = shorten(one_line(summary.last_event_time), 25)
         scanned += f", from {first} to {last}"
     active = sum(1 for row in rows if row.active)
-    rules = f"{plural(len(rows), 'enabled rule')}, {active} with alerts, suppressions or errors"
+    rules = f"{plural(len(rows), 'enabled rule')}, {active} with matches or errors"
     if hidden:
         rules += f"; {hidden} others not shown (--all shows them)"
     return [scanned, rules]

@@ -7,6 +7,7 @@ only moves compressed bytes.
 
 from __future__ import annotations
 
+import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +121,9 @@ def decompress(data: bytes, max_bytes: int) -> bytes:
     """
     if not data.startswith(GZIP_MAGIC):
         return data
-    # Chunks joined once at the end: one copy of the output, not one per chunk.
-    chunks: list[bytes] = []
+    # Written into one growing buffer whose bytes getvalue() hands over without a copy: the
+    # peak is the output's size, not twice it (as chunks joined at the end would be).
+    output = io.BytesIO()
     size = 0
     remaining = memoryview(data)
     while remaining:
@@ -135,9 +137,9 @@ def decompress(data: bytes, max_bytes: int) -> bytes:
                     raise ObjectError(
                         "too_large", f"decompressed size exceeds the limit of {max_bytes} bytes"
                     )
-                chunks.append(chunk)
+                output.write(chunk)
                 pending = memoryview(inflater.unconsumed_tail)
-            chunks.append(inflater.flush())
+            output.write(inflater.flush())
         except zlib.error as exc:
             raise ObjectError("corrupt_gzip", f"corrupt gzip data: {exc}") from None
         if not inflater.eof:
@@ -148,4 +150,4 @@ def decompress(data: bytes, max_bytes: int) -> bytes:
             if not any(remaining):
                 break
             raise ObjectError("corrupt_gzip", "corrupt gzip data: garbage after the last member")
-    return b"".join(chunks)
+    return output.getvalue()

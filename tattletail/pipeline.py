@@ -1,7 +1,10 @@
-"""The pipeline: objects -> records -> rules -> alerts -> a sink (the dispatcher, or a printer).
+"""The pipeline: objects -> records -> rules -> state -> alerts -> a sink (the dispatcher, or a
+printer).
 
 Fetching and delivery are asyncio; gunzip, decode and rule evaluation happen in the worker pool.
-A bad object is logged, counted and skipped; the other objects carry on.
+A bad object is logged, counted and skipped; the other objects carry on. Matches of rules with
+memory go through the state stage (tattletail.state) after the object's other alerts were
+delivered; when the state cannot be read or written the object fails, so it comes back.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from tattletail.config import Config
 from tattletail.objects import ObjectError, ObjectRef, SkippedObject, fetch, skip_reason
 from tattletail.rules import Evaluation, Match, RuleSource
 from tattletail.settings import Settings
+from tattletail.state import StatePlan, StateStage
+from tattletail.state.store import StateError
 from tattletail.summary import RunSummary
-from tattletail.workers import WorkerCrashed, WorkerPool
+from tattletail.workers import DeadlineReached, WorkerCrashed, WorkerPool
 
 # Takes every alert of one object at once: a printer writes them in one go, the dispatcher
-# fans them out concurrently; no task per alert where none is needed.
-AlertSink = Callable[[Sequence[Alert]], Awaitable[None]]
+# fans them out concurrently; no task per alert where none is needed. It may say, per alert,
+# whether it was delivered (the state stage settles its alerts by it); None means all were.
+AlertSink = Callable[[Sequence[Alert]], Awaitable[Sequence[bool] | None]]
 
 
 def _lag_seconds(event_time: str | None) -> float | None:
@@ -39,15 +45,19 @@ def _lag_seconds(event_time: str | None) -> float | None:
     return (datetime.now(UTC) - newest).total_seconds()
 
 
-def rule_sources(config: Config) -> list[RuleSource]:
-    """Every rule, disabled ones included, so that a match's rule_index is its config index."""
+def rule_sources(config: Config, plan: StatePlan | None = None) -> list[RuleSource]:
+    """Every rule, disabled ones included, so that a match's rule_index is its config index.
+    A sequence rule has no jq of its own (its steps' rules match for it): workers skip it."""
+    plan = plan if plan is not None else StatePlan.of(config)
     return [
         RuleSource(
             rule.name,
             rule.jq_match,
-            enabled=rule.enabled,
+            enabled=rule.enabled and bool(rule.jq_match),
             title=rule.title,
             suppressions=rule.suppressions,
+            stateful=rule.index in plan.consumers,
+            keys=plan.keys.get(rule.index, ()),
         )
         for rule in config.rules
     ]
@@ -63,15 +73,35 @@ class Pipeline:
         self.aws = aws
 
     async def run(
-        self, refs: Sequence[ObjectRef], sink: AlertSink, summary: RunSummary
+        self,
+        refs: Sequence[ObjectRef],
+        sink: AlertSink,
+        summary: RunSummary,
+        state: StateStage | None = None,
+        deadline: float | None = None,
     ) -> list[ObjectRef]:
-        """Process every object; return those that failed (skipped objects are not failures)."""
+        """Process every object; return those that failed (skipped objects are not failures).
+        `state` takes the matches of rules with memory (required when the config has some).
+
+        With a `deadline` (a time.monotonic() value: the Lambda's end), no object is started,
+        and no evaluation goes on, later than TATTLETAIL_DEADLINE_MARGIN seconds before it:
+        those objects fail with reason `deadline`, so that they come back, and the margin is
+        left for delivering the alerts of every object already evaluated."""
+        cutoff = None if deadline is None else deadline - self.settings.deadline_margin
         limit = asyncio.Semaphore(self.settings.object_concurrency)
-        outcomes = await asyncio.gather(*(self._process(ref, sink, summary, limit) for ref in refs))
+        outcomes = await asyncio.gather(
+            *(self._process(ref, sink, summary, limit, state, cutoff) for ref in refs)
+        )
         return [ref for ref, ok in zip(refs, outcomes, strict=True) if not ok]
 
     async def _process(
-        self, ref: ObjectRef, sink: AlertSink, summary: RunSummary, limit: asyncio.Semaphore
+        self,
+        ref: ObjectRef,
+        sink: AlertSink,
+        summary: RunSummary,
+        limit: asyncio.Semaphore,
+        state: StateStage | None,
+        cutoff: float | None,
     ) -> bool:
         with logs.context(object=ref.uri):
             started = time.perf_counter()
@@ -80,7 +110,13 @@ class Pipeline:
                 if reason is not None:
                     raise SkippedObject(reason, f"{ref.uri}: not a log file ({reason}), skipped")
                 async with limit:
-                    evaluation = await self._evaluate(ref)
+                    if cutoff is not None and time.monotonic() >= cutoff:
+                        raise DeadlineReached(
+                            "not started: less than TATTLETAIL_DEADLINE_MARGIN "
+                            f"({self.settings.deadline_margin:g} s) left before the "
+                            "invocation's deadline"
+                        )
+                    evaluation = await self._evaluate(ref, cutoff)
             except SkippedObject as exc:
                 summary.objects_skipped += 1
                 summary.skipped_by_reason[exc.reason] += 1
@@ -93,15 +129,14 @@ class Pipeline:
                     if isinstance(exc, ObjectError)
                     else "worker_crashed"
                     if isinstance(exc, WorkerCrashed)
+                    else "deadline"
+                    if isinstance(exc, DeadlineReached)
                     else f"internal_{type(exc).__name__}"
                 )
-                summary.objects_failed += 1
-                summary.failures_by_reason[reason] += 1
-                summary.failed_objects.append(ref.uri)
-                logs.log(logging.ERROR, "object_failed", reason=reason, error=str(exc))
+                self._failed(ref, reason, str(exc), summary)
                 return False
-            summary.objects += 1
             summary.records += evaluation.records
+            self._log_record_problems(evaluation, summary)
             summary.evaluation_seconds += evaluation.seconds
             summary.add_event_times(evaluation.oldest_event_time, evaluation.newest_event_time)
             lag = _lag_seconds(evaluation.newest_event_time)
@@ -111,30 +146,51 @@ class Pipeline:
             for rule_index, count in evaluation.suppressed_counts.items():
                 summary.suppressed += count
                 summary.suppressed_by_rule[self.config.rules[rule_index].name] += count
-            alerts = [self._alert(match.rule_index, match, ref) for match in evaluation.matches]
-            summary.matches += len(alerts)
-            for alert in alerts:
-                summary.matches_by_rule[alert.rule_name] += 1
+            rules = self.config.rules
+            summary.matches += len(evaluation.matches)
+            for match in evaluation.matches:
+                summary.matches_by_rule[rules[match.rule_index].name] += 1
+            alerts = [
+                self._alert(match.rule_index, match, ref)
+                for match in evaluation.matches
+                if rules[match.rule_index].alert and rules[match.rule_index].stateful is None
+            ]
             # Delivery runs outside the object limit so the next file is fetched meanwhile.
             if alerts:
                 await sink(alerts)
+            if state is not None:
+                feeding = [match for match in evaluation.matches if state.feeds(match)]
+                try:
+                    if feeding:
+                        await state.process(ref.uri, feeding, sink)
+                except StateError as exc:
+                    # Its other alerts went out; its matches count once when it comes back.
+                    self._failed(ref, exc.reason, str(exc), summary)
+                    return False
+            summary.objects += 1
             logs.log(
                 logging.INFO,
                 "object_processed",
                 records=evaluation.records,
-                matches=len(alerts),
+                matches=len(evaluation.matches),
                 rule_errors=evaluation.rule_errors,
                 seconds=round(time.perf_counter() - started, 3),
             )
             return True
 
-    async def _evaluate(self, ref: ObjectRef) -> Evaluation:
+    def _failed(self, ref: ObjectRef, reason: str, error: str, summary: RunSummary) -> None:
+        summary.objects_failed += 1
+        summary.failures_by_reason[reason] += 1
+        summary.failed_objects.append(ref.uri)
+        logs.log(logging.ERROR, "object_failed", reason=reason, error=error)
+
+    async def _evaluate(self, ref: ObjectRef, cutoff: float | None) -> Evaluation:
         s3 = await self.aws.client("s3") if ref.bucket is not None else None
         max_bytes = self.settings.max_object_bytes
         payload = await fetch(ref, s3, max_bytes)
         if not payload:
             raise SkippedObject("empty", f"{ref.uri}: zero-byte object, skipped")
-        return await self.pool.evaluate(payload, max_bytes)
+        return await self.pool.evaluate(payload, max_bytes, cutoff)
 
     def _alert(self, rule_index: int, match: Match, ref: ObjectRef) -> Alert:
         rule = self.config.rules[rule_index]
@@ -151,16 +207,38 @@ class Pipeline:
             runbook=rule.runbook,
         )
 
-    def _log_rule_errors(self, evaluation: Evaluation, summary: RunSummary) -> None:
-        for rule_index in evaluation.timed_out_rules:
-            summary.rules_timed_out += 1
+    def _log_record_problems(self, evaluation: Evaluation, summary: RunSummary) -> None:
+        summary.records_invalid += evaluation.records_invalid
+        summary.records_failed += evaluation.records_failed
+        if evaluation.records_invalid:
+            logs.log(
+                logging.WARNING,
+                "records_invalid",
+                count=evaluation.records_invalid,
+                detail="entries of the Records array that are not JSON objects were skipped",
+            )
+        for failure in evaluation.failure_samples:
             logs.log(
                 logging.ERROR,
-                "rule_timed_out",
-                rule=self.config.rules[rule_index].name,
+                "record_failed",
+                event_id=failure.event_id,
+                reason=failure.reason,
+                error=failure.message,
+                failed_in_object=evaluation.records_failed,
+            )
+
+    def _log_rule_errors(self, evaluation: Evaluation, summary: RunSummary) -> None:
+        for quarantined in evaluation.quarantined:
+            summary.rules_quarantined += 1
+            logs.log(
+                logging.ERROR,
+                "rule_quarantined",
+                rule=self.config.rules[quarantined.rule_index].name,
+                reason=quarantined.reason,
+                detail=quarantined.detail,
                 limit_seconds=self.settings.batch_timeout,
-                detail="the rule overran the batch time limit and was skipped for the rest "
-                "of the object; every other rule was evaluated",
+                note="not evaluated again until the container restarts or the rule changes; "
+                "every other rule is still evaluated",
             )
         for rule_index, count in evaluation.error_counts.items():
             name = self.config.rules[rule_index].name

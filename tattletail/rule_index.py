@@ -44,7 +44,7 @@ UNKNOWN = object()
 IDENTITY = object()
 
 IndexKey = tuple[Any, ...]
-Plan = Callable[[dict[str, Any], Any, Any], None]
+Plan = Callable[[dict[str, Any], Any, Any, Any], None]
 
 
 class Candidate(NamedTuple):
@@ -111,9 +111,10 @@ def slow_key(record: dict[str, Any], paths: Sequence[tuple[str, ...]]) -> IndexK
 
 
 def plan_function(candidates: Sequence[Candidate], helpers: Mapping[str, Any]) -> Plan:
-    """The plan for these candidates: `plan(record, result, now)` runs each on the record, in
-    config order: a known output becomes a match at once; a memo gate is consulted first; the
-    rule's first_output decides the rest, its runtime error counted.
+    """The plan for these candidates: `plan(record, result, now, originals)` runs each on the
+    record, in config order (`originals`: where the records' own JSON texts are, or None): a
+    known output becomes a match at once; a memo gate is consulted first; the rule's
+    first_output decides the rest, its runtime error counted.
 
     `helpers` gives NO_OUTPUT, RuleRuntimeError, LazyText, record_match and count_error. A
     memo gate on one path is decided inline: the path's value, as native's memo_value gives it
@@ -121,12 +122,12 @@ def plan_function(candidates: Sequence[Candidate], helpers: Mapping[str, Any]) -
     gate's memo, and the gate's own call decides what the memo does not know yet.
     """
     namespace: dict[str, Any] = {**helpers, "NOT_AN_OBJECT": NOT_AN_OBJECT, "UNKEYED": UNKEYED}
-    lines = ["def plan(record, result, now):", "    text = None"]
+    lines = ["def plan(record, result, now, originals):", "    text = None"]
     for n, candidate in enumerate(candidates):
         namespace.update({f"rule{n}": candidate.rule, f"first_output{n}": candidate.first_output})
         body = [
             "if text is None:",
-            "    text = LazyText(record)",
+            "    text = LazyText(record, originals)",
         ]
         if candidate.known is not UNKNOWN:
             namespace[f"known{n}"] = candidate.known

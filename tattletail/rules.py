@@ -12,6 +12,7 @@ libjq (through the `jq` package) defines what a rule means. The native fast path
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -19,10 +20,11 @@ from operator import itemgetter
 from typing import Any
 
 import jq
-import orjson
 
+from tattletail.json_input import depth_allowed
+from tattletail.json_output import dumps
 from tattletail.native import NO_OUTPUT, UNKEYED, Fallback, NativeProgram, compile_native
-from tattletail.records import RecordJSON
+from tattletail.records import RecordFailure, RecordJSON
 from tattletail.rule_index import (
     IDENTITY,
     INDEX_PATHS,
@@ -38,6 +40,8 @@ from tattletail.rule_index import (
 
 # Per rule and per object, how many runtime errors are kept with their message (all are counted).
 ERROR_SAMPLES_PER_RULE = 5
+# Per object, how many record failures are kept with their message (all are counted).
+FAILURE_SAMPLES = 20
 
 
 class RuleRuntimeError(Exception):
@@ -74,6 +78,11 @@ class RuleSource:
     enabled: bool = True
     title: str | None = None
     suppressions: tuple[Suppression, ...] = ()
+    # Matches feed a rule with memory (tattletail.state): each carries its eventTime and the
+    # first outputs of `keys` (group_by, field, key: jq expressions), evaluated here, in the
+    # worker, so the main process runs no jq.
+    stateful: bool = False
+    keys: tuple[str, ...] = ()
 
 
 def interpret(first_output: Any, record: dict[str, Any]) -> tuple[bool, Any]:
@@ -121,6 +130,14 @@ def libjq_first_output(program: Any, record_text: str) -> Any:
 
 
 @dataclass(frozen=True)
+class KeyFailure:
+    """A state key whose expression raised on the record (the error is counted and sampled
+    as the rule's): the rules with memory that need it leave the match out."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Match:
     rule_index: int
     # A dict where the rules ran; a RecordJSON once it has crossed to the main process.
@@ -128,26 +145,41 @@ class Match:
     annotation: Any
     # The first output of the rule's `title` expression, when it is a string.
     title: str | None = None
+    # For a stateful source (RuleSource.stateful): the first output of each of its `keys`
+    # (None for no output, a KeyFailure for an error), and the record's eventTime.
+    keys: tuple[Any, ...] = ()
+    event_time: str | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Matches cross from a worker to the main process as JSON text: orjson writes a record
         # several times faster than pickle walks its dicts, and the main process decodes it
-        # only if something reads a field (see RecordJSON).
+        # only if something reads a field (see RecordJSON). One RecordJSON shared by several
+        # matches crosses once (pickle keeps one copy of an object it meets twice).
         record = self.record
-        if isinstance(record, RecordJSON):
-            json, event_id = record.json, record.event_id
-        else:
-            json, event_id = orjson.dumps(record), record.get("eventID")
-        if not isinstance(event_id, str):
-            event_id = ""
-        fields = (self.rule_index, json, event_id, self.annotation, self.title)
-        return (_match_from_json, fields)
+        if not isinstance(record, RecordJSON):
+            record = record_json(record)
+        fields = (self.rule_index, record, self.annotation, self.title, self.keys, self.event_time)
+        return (Match, fields)
 
 
-def _match_from_json(
-    rule_index: int, record_json: bytes, event_id: str, annotation: Any, title: str | None
-) -> Match:
-    return Match(rule_index, RecordJSON(record_json, event_id), annotation, title)
+def record_json(record: Mapping[str, Any], text: bytes | memoryview | None = None) -> RecordJSON:
+    """A record as the JSON text that crosses to the main process: its own text where the
+    file gave one (numbers as written), else as written by `dumps`."""
+    event_id = record.get("eventID")
+    return RecordJSON(
+        dumps(record) if text is None else bytes(text),
+        event_id if isinstance(event_id, str) else "",
+    )
+
+
+@dataclass(frozen=True)
+class QuarantinedRule:
+    """A rule taken out of evaluation for the life of the worker pool: `reason` is a short
+    label (`overrun`, `slow`, `crashed`), `detail` says what it did."""
+
+    rule_index: int
+    reason: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -168,11 +200,22 @@ class Evaluation:
     error_counts: dict[int, int] = field(default_factory=dict)
     error_samples: list[RuleErrorSample] = field(default_factory=list)
 
-    # Rules that overran the time limit and were skipped for part of the object.
-    timed_out_rules: list[int] = field(default_factory=list)
+    # Rules quarantined while this object was evaluated (see tattletail.workers).
+    quarantined: list[QuarantinedRule] = field(default_factory=list)
     newest_event_time: str | None = None
     oldest_event_time: str | None = None
     seconds: float = 0.0
+    # CPU seconds each rule took, when the batch was evaluated rule by rule.
+    rule_seconds: dict[int, float] = field(default_factory=dict)
+    # Entries that are not JSON objects, skipped; records that could not be read or evaluated.
+    records_invalid: int = 0
+    records_failed: int = 0
+    failure_samples: list[RecordFailure] = field(default_factory=list)
+
+    def add_failure(self, failure: RecordFailure) -> None:
+        self.records_failed += 1
+        if len(self.failure_samples) < FAILURE_SAMPLES:
+            self.failure_samples.append(failure)
 
     @property
     def rule_errors(self) -> int:
@@ -180,8 +223,12 @@ class Evaluation:
 
     def merge(self, other: Evaluation) -> None:
         self.records += other.records
-        self.timed_out_rules.extend(other.timed_out_rules)
+        self.quarantined.extend(other.quarantined)
         self.seconds += other.seconds
+        self.records_invalid += other.records_invalid
+        self.records_failed += other.records_failed
+        room = FAILURE_SAMPLES - len(self.failure_samples)
+        self.failure_samples.extend(other.failure_samples[: max(0, room)])
         if other.newest_event_time is not None and (
             self.newest_event_time is None or other.newest_event_time > self.newest_event_time
         ):
@@ -379,20 +426,56 @@ class CompiledRule:
         self.suppressions = tuple(
             (s, _Program(s.match, validated=validated)) for s in source.suppressions
         )
+        self.stateful = source.stateful
+        self.keys = tuple((key, _Program(key, validated=validated)) for key in source.keys)
+
+
+class Originals:
+    """The JSON texts a slice of records was decoded from, found by record when libjq needs
+    one: libjq then reads the record as the file wrote it (an integer beyond 64 bits with all
+    its digits, where orjson gave a double), and nothing is written again."""
+
+    __slots__ = ("records", "texts")
+
+    def __init__(
+        self, records: Sequence[dict[str, Any]], texts: Sequence[bytes | memoryview | None]
+    ) -> None:
+        self.records = records
+        self.texts = texts
+
+    def text_of(self, record: dict[str, Any]) -> bytes | memoryview | None:
+        # A search, not a table: it runs only for the few records that reach libjq.
+        for candidate, text in zip(self.records, self.texts, strict=True):
+            if candidate is record:
+                return text
+        return None
 
 
 class _LazyText:
     """A record's JSON text, made at most once and only if some rule needs libjq."""
 
-    __slots__ = ("_record", "_text")
+    __slots__ = ("_originals", "_raw", "_record", "_text")
 
-    def __init__(self, record: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        record: dict[str, Any],
+        originals: Originals | None = None,
+        raw: bytes | memoryview | None = None,
+    ) -> None:
         self._record = record
+        self._originals = originals
+        self._raw = raw
         self._text: str | None = None
 
     def get(self) -> str:
         if self._text is None:
-            self._text = orjson.dumps(self._record).decode()
+            raw = self._raw
+            if raw is None and self._originals is not None:
+                raw = self._originals.text_of(self._record)
+            # A text the lenient reader read may hold bytes that are not UTF-8: libjq reads
+            # each as U+FFFD, as here.
+            text = dumps(self._record) if raw is None else bytes(raw)
+            self._text = text.decode("utf-8", "replace")
         return self._text
 
 
@@ -443,6 +526,9 @@ class RuleSet:
             self._deciders.append((rule, project, {}))
         self._candidates_by_key: dict[IndexKey, tuple[Candidate, ...]] = {}
         self._plans_by_key: dict[IndexKey, Plan | None] = {}
+        # The same without the rules skipped (quarantined), for the last set skipped.
+        self._skipped: frozenset[int] = frozenset()
+        self._plans_by_key_skipping: dict[IndexKey, Plan | None] = {}
         # Plans by what they run: keys with the same candidates share one.
         self._plans: dict[tuple[Any, ...], Plan] = {}
 
@@ -477,6 +563,7 @@ class RuleSet:
         if len(self._candidates_by_key) >= _INDEX_LIMIT:
             self._candidates_by_key.clear()
             self._plans_by_key.clear()
+            self._plans_by_key_skipping.clear()
             self._plans.clear()
             for _, _, decisions in self._deciders:
                 decisions.clear()
@@ -537,15 +624,23 @@ class RuleSet:
         return plan
 
     def evaluate(
-        self, records: Sequence[dict[str, Any]], skip: frozenset[int] = frozenset()
+        self,
+        records: Sequence[dict[str, Any]],
+        skip: frozenset[int] = frozenset(),
+        texts: Sequence[bytes | memoryview | None] | None = None,
     ) -> Evaluation:
         """Every rule on every record, record by record (the fast order); the rules in `skip`
-        (by index) are left out."""
+        (by index) are left out. `texts`: each record's own JSON text, where known."""
         result = Evaluation(records=len(records))
         now = self._now()
         index_key = self._index_key
-        # With rules to skip (after a time-out), plans without them, for this call only.
-        plans = self._plans_by_key if not skip else {}
+        originals = Originals(records, texts) if texts is not None else None
+        plans = self._plans_by_key
+        if skip:
+            # Quarantined rules stay so: plans without them are kept until the set changes.
+            if skip != self._skipped:
+                self._skipped, self._plans_by_key_skipping = skip, {}
+            plans = self._plans_by_key_skipping
         # The hot loop: one lookup and at most one call per record.
         for record in records:
             try:
@@ -553,7 +648,28 @@ class RuleSet:
             except (KeyError, TypeError):
                 plan = self._plan_for(record, skip, plans)
             if plan is not None:
-                plan(record, result, now)
+                plan(record, result, now, originals)
+        return result
+
+    def evaluate_each(
+        self,
+        records: Sequence[dict[str, Any]],
+        skip: frozenset[int] = frozenset(),
+        texts: Sequence[bytes | memoryview | None] | None = None,
+    ) -> Evaluation:
+        """The same results, for records whose fast evaluation raised something other than a
+        jq error (Python's recursion limit on a record nested deeper than it allows, memory):
+        one record and one rule at a time, nesting allowed as deep as libjq reads. A rule that
+        still raises on a record is that record's failure, naming the rule; its other rules
+        and every other record are evaluated."""
+        result = Evaluation(records=len(records))
+        now = self._now()
+        with depth_allowed():
+            for record, raw in zip(records, texts or [None] * len(records), strict=True):
+                text = _LazyText(record, raw=raw)
+                for candidate in self._candidates_for(record):
+                    if candidate.rule.index not in skip:
+                        _apply_contained(candidate.rule, record, text, result, now)
         return result
 
     def evaluate_rule_by_rule(
@@ -561,12 +677,14 @@ class RuleSet:
         records: Sequence[dict[str, Any]],
         skip: frozenset[int],
         on_rule: Callable[[int], None],
+        texts: Sequence[bytes | memoryview | None] | None = None,
     ) -> Evaluation:
         """The same results, rule by rule, announcing each rule before it runs, so that a
         supervisor that has to kill a runaway evaluation knows which rule it was."""
         result = Evaluation(records=len(records))
         now = self._now()
-        texts = [_LazyText(record) for record in records]
+        raws = texts if texts is not None else [None] * len(records)
+        lazy = [_LazyText(record, raw=raw) for record, raw in zip(records, raws, strict=True)]
         candidates = [
             frozenset(id(candidate[0]) for candidate in self._candidates_for(record))
             for record in records
@@ -575,9 +693,12 @@ class RuleSet:
             if rule.index in skip:
                 continue
             on_rule(rule.index)
-            for record, text, allowed in zip(records, texts, candidates, strict=True):
-                if id(rule) in allowed:
-                    _apply(rule, record, text, result, now)
+            started = time.process_time()
+            with depth_allowed():
+                for record, text, allowed in zip(records, lazy, candidates, strict=True):
+                    if id(rule) in allowed:
+                        _apply_contained(rule, record, text, result, now)
+            result.rule_seconds[rule.index] = time.process_time() - started
         # Same order as evaluate(): by record, then by rule.
         position = {id(record): n for n, record in enumerate(records)}
         result.matches.sort(key=lambda m: (position[id(m.record)], m.rule_index))
@@ -599,6 +720,26 @@ def _apply(
         _count_error(rule, record, str(exc), result)
         return
     _record_match(rule, record, text, output, result, now)
+
+
+def _apply_contained(
+    rule: CompiledRule,
+    record: dict[str, Any],
+    text: _LazyText,
+    result: Evaluation,
+    now: datetime,
+) -> None:
+    """_apply, where anything raised but a jq error is the record's failure, naming the rule."""
+    try:
+        _apply(rule, record, text, result, now)
+    except Exception as exc:
+        event_id = record.get("eventID")
+        message = f"rule {rule.name!r}: {type(exc).__name__}: {exc}"
+        result.add_failure(
+            RecordFailure(
+                event_id if isinstance(event_id, str) else "", "not_evaluated", message[:500]
+            )
+        )
 
 
 def _record_match(
@@ -625,7 +766,41 @@ def _record_match(
             _count_error(rule, record, f"title: {exc}", result)
         else:
             title = output if isinstance(output, str) else None
-    result.matches.append(Match(rule.index, record, annotation, title))
+    if not rule.stateful:
+        result.matches.append(Match(rule.index, record, annotation, title))
+        return
+    keys = tuple(
+        _key_value(rule, source, program, record, text, result) for source, program in rule.keys
+    )
+    event_time = record.get("eventTime")
+    result.matches.append(
+        Match(
+            rule.index,
+            record,
+            annotation,
+            title,
+            keys,
+            event_time if isinstance(event_time, str) else None,
+        )
+    )
+
+
+def _key_value(
+    rule: CompiledRule,
+    source: str,
+    program: _Program,
+    record: dict[str, Any],
+    text: _LazyText,
+    result: Evaluation,
+) -> Any:
+    """A state key's first output on a matched record: None for no output, a KeyFailure
+    (counted as the rule's error) when it raises."""
+    try:
+        output = program.first_output(record, text)
+    except RuleRuntimeError as exc:
+        _count_error(rule, record, f"state key {source}: {exc}", result)
+        return KeyFailure(str(exc))
+    return None if output is NO_OUTPUT else output
 
 
 def _suppressed(

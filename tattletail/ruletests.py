@@ -5,23 +5,33 @@ Each test's event goes through a RuleSet built from the config the way the worke
 test with `expect = true` passes when the rule matches the event and no suppression holds the
 match back, and, when the test gives them, the annotation equals `match` and the title equals
 `title`. A test with `expect = false` passes when the rule does not alert.
+
+A test with `events` (a timeline, for rules with memory) runs every record of it through the
+same rule set and then through the state stage, in memory, in event-time order, as `tattletail
+scan` does; it passes when the rule's alerts are those listed in `alerts` (each entry checks
+the fields it gives), or, with `expect` alone, when the rule alerts at all (or not).
 """
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from tattletail.config import NOT_GIVEN, Config, Rule, RuleTest
+from tattletail.alerts import Alert
+from tattletail.config import NOT_GIVEN, Config, Rule, RuleTest, TimelineEntry
+from tattletail.json_output import dumps
 from tattletail.pipeline import rule_sources
 from tattletail.rules import RuleSet
+from tattletail.state import InMemoryStore, StatePlan, StateStage
+from tattletail.summary import RunSummary
 from tattletail.text import plural
 
 
@@ -84,7 +94,8 @@ def run_tests(
     """Every test of every rule (or of the rules whose indexes are in `rules`), in config
     order. `now` decides which suppressions have expired (default: the current time, as in a
     real run)."""
-    sources = rule_sources(config)
+    plan = StatePlan.of(config)
+    sources = rule_sources(config, plan)
     rule_set = RuleSet(sources) if now is None else RuleSet(sources, now=lambda: now)
     results = []
     for rule in config.rules:
@@ -95,9 +106,16 @@ def run_tests(
                 results.append(CaseResult(rule, test, Status.SKIP, None, ("rule disabled",)))
                 continue
             try:
-                event = load_event(test)
+                event = load_event(test) if not test.events else None
+                timeline = timeline_records(test.events)
             except EventError as exc:
                 results.append(CaseResult(rule, test, Status.ERROR, None, (str(exc),)))
+                continue
+            if event is None:
+                alerts = timeline_alerts(config, plan, rule_set, rule, timeline)
+                details = _timeline_differences(test, alerts)
+                status = Status.FAIL if details else Status.PASS
+                results.append(CaseResult(rule, test, status, None, details))
                 continue
             outcome = _outcome(rule_set, rule.index, event)
             details = _differences(test, outcome)
@@ -106,7 +124,7 @@ def run_tests(
     return results
 
 
-def load_event(test: RuleTest) -> dict[str, Any]:
+def load_event(test: RuleTest | TimelineEntry) -> dict[str, Any]:
     """The test's record, as orjson decodes it (the form the engine is given)."""
     if test.event is not None:
         return orjson.loads(orjson.dumps(dict(test.event)))
@@ -122,6 +140,108 @@ def load_event(test: RuleTest) -> dict[str, Any]:
             f"event_file {test.event_file}: must hold one CloudTrail record (a JSON object)"
         )
     return event
+
+
+def timeline_records(entries: Sequence[TimelineEntry]) -> list[dict[str, Any]]:
+    """A timeline's records: each entry's record, `repeat` times from `at` (else its own
+    eventTime) every `every` seconds; copies get the eventID `<eventID>-<n>`."""
+    records = []
+    for number, entry in enumerate(entries):
+        event = load_event(entry)
+        start = entry.at
+        if start is None:
+            written = event.get("eventTime")
+            try:
+                start = datetime.fromisoformat(str(written).replace("Z", "+00:00"))
+            except ValueError:
+                start = None
+            if start is None or start.tzinfo is None:
+                raise EventError(
+                    f"events #{number}: the record has no eventTime with a time zone: give `at`"
+                )
+        base_id = event.get("eventID") or f"event-{number}"
+        for copy in range(entry.repeat):
+            moment = start.astimezone(UTC) + timedelta(seconds=copy * entry.every)
+            records.append(
+                {
+                    **event,
+                    "eventTime": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "eventID": base_id if entry.repeat == 1 else f"{base_id}-{copy}",
+                }
+            )
+    return records
+
+
+def timeline_alerts(
+    config: Config, plan: StatePlan, rule_set: RuleSet, rule: Rule, records: list[dict[str, Any]]
+) -> list[Alert]:
+    """The rule's alerts over a timeline: its own matches for a rule without memory, else
+    what the state stage (in memory, event-time order) decides."""
+    matches = rule_set.evaluate(records).matches
+    if rule.stateful is None:
+        return [
+            Alert(rule.name, rule.description, m.record, m.annotation, "test", (), title=m.title)
+            for m in sorted(matches, key=lambda m: str(m.record.get("eventTime")))
+            if m.rule_index == rule.index and rule.alert
+        ]
+    alerts: list[Alert] = []
+
+    async def collect(batch: Sequence[Alert]) -> None:
+        alerts.extend(alert for alert in batch if alert.rule_name == rule.name)
+
+    async def run() -> None:
+        stage = StateStage(
+            config, plan, InMemoryStore(), RunSummary(), retention=1, lateness=3600, local=True
+        )
+        feeding = [match for match in matches if stage.feeds(match)]
+        await stage.process("test", feeding, collect)
+        await stage.flush(collect)
+
+    asyncio.run(run())
+    return alerts
+
+
+def alert_fields(alert: Alert) -> dict[str, Any]:
+    """What an `alerts` entry of a test can check, for one alert."""
+    fields: dict[str, Any] = {"event_id": alert.event_id, "title": alert.title}
+    aggregate = alert.aggregate
+    if aggregate is None:
+        return {**fields, "match": alert.match}
+    info: Mapping[str, Any] = aggregate.info
+    if aggregate.kind == "dedup":
+        match = alert.match
+    elif aggregate.kind == "sequence":
+        match = next((s["match"] for s in info["steps"] if s["event_id"] == alert.event_id), None)
+    else:
+        match = alert.match.get("match") if isinstance(alert.match, dict) else None
+    fields["match"] = match
+    names = {"held_before": "held"}
+    for key in ("group", "count", "key", "values", "held_before", "first_event_id"):
+        if key in info:
+            fields[names.get(key, key)] = info[key]
+    if "last_event_id" in info:
+        fields["last_event_id"] = info["last_event_id"]
+    return fields
+
+
+def _timeline_differences(test: RuleTest, alerts: list[Alert]) -> tuple[str, ...]:
+    got = [alert_fields(alert) for alert in alerts]
+    if test.alerts is None:
+        if test.expect and not alerts:
+            return ("expected an alert, got none",)
+        if not test.expect and alerts:
+            return (f"expected no alert, got {len(alerts)}: {_json(got)}",)
+        return ()
+    if len(got) != len(test.alerts):
+        return (f"expected {len(test.alerts)} alerts, got {len(got)}: {_json(got)}",)
+    details = []
+    for number, (expected, actual) in enumerate(zip(test.alerts, got, strict=True)):
+        for key, value in expected.items():
+            if _json(value) != _json(actual.get(key)):
+                details.append(
+                    f"alert #{number}: {key}: expected {_json(value)}, got {_json(actual.get(key))}"
+                )
+    return tuple(details)
 
 
 def _outcome(rule_set: RuleSet, rule_index: int, event: dict[str, Any]) -> Outcome:
@@ -153,7 +273,7 @@ def _differences(test: RuleTest, outcome: Outcome) -> tuple[str, ...]:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return dumps(value, orjson.OPT_SORT_KEYS).decode()
 
 
 def counts(results: Sequence[CaseResult]) -> dict[Status, int]:

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from tattletail.alerts import Alert
-from tattletail.records import json_default
+from tattletail.json_output import dumps
 from tattletail.text import fit, one_line, shorten
 
 LINE_WIDTH = 200
@@ -94,7 +94,7 @@ def _detail(alert: Alert) -> str | None:
         return None
     if isinstance(alert.match, str):
         return alert.match
-    return orjson.dumps(alert.match, default=json_default).decode()
+    return dumps(alert.match).decode()
 
 
 def _style(text: str, code: str, colour: bool) -> str:
@@ -152,9 +152,9 @@ def json_line(alert: Alert, destinations: Sequence[str] | None = None) -> bytes:
 
 
 def safe_json(document: Any, indent: bool = False) -> bytes:
-    """orjson's encoding of `document`, with every character a terminal could act on escaped
-    as `\\uXXXX` (orjson escapes only those below U+0020)."""
-    data = orjson.dumps(document, default=json_default, option=orjson.OPT_INDENT_2 if indent else 0)
+    """`document` as Tattletail writes JSON (`json_output.dumps`), with every character a
+    terminal could act on escaped as `\\uXXXX` (JSON requires only those below U+0020)."""
+    data = dumps(document, orjson.OPT_INDENT_2 if indent else 0)
     if data.isascii() and b"\x7f" not in data:
         return data
     return _JSON_UNSAFE.sub(_json_escape, data.decode()).encode()

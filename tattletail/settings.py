@@ -45,6 +45,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+MIB = 1024 * 1024
+# What the main process (event loop, AWS and HTTP clients, files in flight) and a worker once
+# started (interpreter, orjson, libjq, the rules) hold, about: the rest of a Lambda's memory is
+# shared by the workers.
+MAIN_PROCESS_MEMORY = 256 * MIB
+WORKER_BASE_MEMORY = 64 * MIB
+
 # The longest wait a worker pipe's poll() accepts is about 24 days; no timeout needs a day.
 MAX_TIMEOUT_SECONDS = 86400.0
 
@@ -160,6 +167,28 @@ class Settings:
         "How long a sent alert's id is remembered.",
         7 * 24 * 3600.0,
     )
+    state_table: str = _var(
+        "TATTLETAIL_STATE_TABLE",
+        _text,
+        "DynamoDB table (partition key pk, TTL attribute expires_at) holding the state of rules "
+        "with memory (threshold, distinct, dedup, sequence); required in Lambda when the config "
+        "has such rules. The CLI always keeps state in memory.",
+        "",
+    )
+    state_retention: float = _var(
+        "TATTLETAIL_STATE_RETENTION",
+        _positive_float,
+        "Seconds state is kept after its window, period or sequence ends (the TTL): longer than "
+        "any redelivery of a log file, so a retried file counts nothing twice.",
+        86400.0,
+    )
+    state_lateness: float = _var(
+        "TATTLETAIL_STATE_LATENESS",
+        _positive_float,
+        "Seconds a record may arrive after a newer one of its sequence and still complete it "
+        "(CloudTrail delivers most files within 15 minutes).",
+        3600.0,
+    )
     max_object_bytes: int = _var(
         "TATTLETAIL_MAX_OBJECT_BYTES",
         _positive_int,
@@ -176,8 +205,31 @@ class Settings:
         "TATTLETAIL_BATCH_TIMEOUT",
         _timeout,
         "Seconds a worker may spend on one batch (decoding included) before it is replaced "
-        "and the runaway rule is skipped.",
+        "and the rules that took the time are quarantined.",
         60.0,
+    )
+    deadline_margin: float = _var(
+        "TATTLETAIL_DEADLINE_MARGIN",
+        _timeout,
+        "Seconds before the Lambda's deadline when no log file is started and evaluation "
+        "stops (those files are reported failed, to come back); kept for delivering the "
+        "alerts of the files already evaluated.",
+        30.0,
+    )
+    worker_memory_bytes: int = _var(
+        "TATTLETAIL_WORKER_MEMORY_BYTES",
+        _non_negative_int,
+        "Bytes a rule worker may allocate beyond what it holds once started (its data "
+        "segment is capped: RLIMIT_DATA); a record or file that needs more fails as "
+        "too_large, a rule that does is quarantined. 0: 3 x TATTLETAIL_MAX_OBJECT_BYTES + 64 "
+        "MiB, and in Lambda at most the workers' share of the function's memory.",
+        0,
+    )
+    function_memory_mb: int = _var(
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        _non_negative_int,
+        "Set by Lambda: the function's memory in MB, which bounds the workers' by default.",
+        0,
     )
     config_ttl: float = _var(
         "TATTLETAIL_CONFIG_TTL",
@@ -233,6 +285,20 @@ class Settings:
     @property
     def config_from_s3(self) -> bool:
         return bool(self.s3_config_bucket and self.s3_config_path)
+
+    @property
+    def worker_memory(self) -> int:
+        """What each worker may allocate once started: TATTLETAIL_WORKER_MEMORY_BYTES, else
+        room for a file's text, its matched records as text and the batch that carries them
+        (3 x the largest object) and a slice of records decoded; in Lambda, no more than the
+        workers' share of the function's memory once the main process has its part."""
+        if self.worker_memory_bytes:
+            return self.worker_memory_bytes
+        allowance = 3 * self.max_object_bytes + 64 * MIB
+        if self.function_memory_mb:
+            share = (self.function_memory_mb * MIB - MAIN_PROCESS_MEMORY) // self.workers
+            allowance = min(allowance, share - WORKER_BASE_MEMORY)
+        return max(allowance, 64 * MIB)
 
 
 def documented_variables() -> list[tuple[str, str, str]]:

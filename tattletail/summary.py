@@ -24,9 +24,26 @@ class RunSummary:
     alerts_dead_lettered: int = 0
     flood_summaries: int = 0
     rule_errors: int = 0
-    rules_timed_out: int = 0
+    # Rules quarantined during this run (each is reported once, when it is quarantined).
+    rules_quarantined: int = 0
+    # Entries of log files that are not JSON objects (skipped); records that could not be read
+    # or evaluated (each logged as record_failed with its eventID and why).
+    records_invalid: int = 0
+    records_failed: int = 0
     config_errors: int = 0
     events_unrecognised: int = 0
+    # Rules with memory (tattletail.state): alerts they sent, matches a dedup held back,
+    # matches too late for a sequence, and matches that could not be counted (no eventTime,
+    # a group_by error, a distinct field without a value), by reason.
+    stateful_alerts: int = 0
+    state_held: int = 0
+    state_late: int = 0
+    state_conflicts: int = 0
+    state_errors: int = 0
+    stateful_alerts_by_rule: Counter[str] = field(default_factory=Counter)
+    state_rejected: Counter[str] = field(default_factory=Counter)
+    # Requests to the state store, by operation (DynamoDB: BatchGetItem, GetItem, PutItem).
+    state_calls: Counter[str] = field(default_factory=Counter)
     failures_by_reason: Counter[str] = field(default_factory=Counter)
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
     matches_by_rule: Counter[str] = field(default_factory=Counter)
@@ -66,8 +83,18 @@ class RunSummary:
             "alerts_dead_lettered": self.alerts_dead_lettered,
             "flood_summaries": self.flood_summaries,
             "rule_errors": self.rule_errors,
-            "rules_timed_out": self.rules_timed_out,
+            "rules_quarantined": self.rules_quarantined,
+            "records_invalid": self.records_invalid,
+            "records_failed": self.records_failed,
             "config_errors": self.config_errors,
+            "stateful_alerts": self.stateful_alerts,
+            "state_held": self.state_held,
+            "state_late": self.state_late,
+            "state_conflicts": self.state_conflicts,
+            "state_errors": self.state_errors,
+            "stateful_alerts_by_rule": dict(self.stateful_alerts_by_rule),
+            "state_rejected": dict(self.state_rejected),
+            "state_calls": dict(self.state_calls),
             "failures_by_reason": dict(self.failures_by_reason),
             "skipped_by_reason": dict(self.skipped_by_reason),
             "matches_by_rule": dict(self.matches_by_rule),

@@ -10,15 +10,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import pickle
+import resource
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tattletail.json_output import JSONText, dumps
 from tattletail.objects import ObjectError, decompress
-from tattletail.records import LogFile
-from tattletail.rules import Evaluation, RuleSet, RuleSource
+from tattletail.records import LogFile, Position, Slice
+from tattletail.rules import Evaluation, Match, RuleSet, RuleSource, record_json
 
 # Records decoded and evaluated together: few enough to stay in the CPU's caches between the
 # two (measured on the bench bundle: 100 beats 250 and 1,000 clearly).
@@ -36,9 +39,12 @@ class Job:
     max_bytes: int
     batch_size: int
     first_batch: int = 0
+    # Where the first batch starts in the file (see LogFile); None: at its start.
+    position: Position | None = None
     skip: frozenset[int] = frozenset()
-    # The batch to evaluate rule by rule, announcing each rule (after a timeout).
-    isolate_batch: int | None = None
+    # Evaluate the first batch only, rule by rule, announcing each rule and timing it (after
+    # an overrun): the supervisor then knows which rule to blame.
+    isolate: bool = False
 
 
 def scrub_environment() -> None:
@@ -74,38 +80,84 @@ def serve(conn: Connection, rules: RuleSet, job: Job) -> None:
 
 def _serve_file(conn: Connection, rules: RuleSet, job: Job) -> None:
     started = time.process_time()
-    log_file = LogFile(decompress(job.payload, job.max_bytes))
-    number = 0
-    # The record count can change once, if a record text does not decode (see LogFile).
-    while (start := number * job.batch_size) < len(log_file):
-        if number >= job.first_batch:
-            result = _evaluate_batch(conn, rules, job, log_file, start, number)
-            result.seconds = time.process_time() - started
-            started = time.process_time()
-            conn.send(("batch", number, result))
+    log_file = LogFile(decompress(job.payload, job.max_bytes), job.position)
+    number = job.first_batch
+    while not log_file.done:
+        result = _evaluate_batch(conn, rules, job, log_file, number)
+        result.seconds = time.process_time() - started
+        started = time.process_time()
+        # Where the next batch starts: a replacement worker resumes there.
+        _send(conn, ("batch", number, log_file.position, result))
         number += 1
-    conn.send(("done", number))
+        if job.isolate:
+            break
+    conn.send(("done", number, log_file.done))
 
 
 def _evaluate_batch(
-    conn: Connection, rules: RuleSet, job: Job, log_file: LogFile, start: int, number: int
+    conn: Connection, rules: RuleSet, job: Job, log_file: LogFile, number: int
 ) -> Evaluation:
-    stop = start + job.batch_size
-    if number == job.isolate_batch:
-        batch = log_file.records(start, stop)
+    if job.isolate:
+        part = log_file.read(job.batch_size)
         result = rules.evaluate_rule_by_rule(
-            batch, job.skip, lambda rule_index: conn.send(("rule", rule_index))
+            part.records, job.skip, lambda rule_index: conn.send(("rule", rule_index)), part.texts
         )
-        result.oldest_event_time, result.newest_event_time = _event_time_range(batch)
-        return result
+        return _finished(result, part)
     result = Evaluation()
+    remaining = job.batch_size
     # Decoded and evaluated a slice at a time, while its records are in the CPU's caches.
-    for first in range(start, stop, EVALUATION_SLICE):
-        records = log_file.records(first, min(first + EVALUATION_SLICE, stop))
-        part = rules.evaluate(records, job.skip)
-        part.oldest_event_time, part.newest_event_time = _event_time_range(records)
-        result.merge(part)
+    while remaining > 0 and not log_file.done:
+        part = log_file.read(min(EVALUATION_SLICE, remaining))
+        remaining -= part.entries
+        try:
+            evaluation = rules.evaluate(part.records, job.skip, part.texts)
+        except Exception:
+            # Not a jq error (those are counted where they happen): a record too deep for
+            # Python's recursion limit, or memory. The slice again, each rule contained.
+            evaluation = rules.evaluate_each(part.records, job.skip, part.texts)
+        result.merge(_finished(evaluation, part))
     return result
+
+
+def _finished(result: Evaluation, part: Slice) -> Evaluation:
+    """A slice's evaluation made ready to send: what was skipped counted, and each matched
+    record turned into its JSON text once, however many rules matched it (its decoded form is
+    then freed with the slice)."""
+    result.records_invalid += part.invalid
+    for failure in part.failures:
+        result.add_failure(failure)
+    result.oldest_event_time, result.newest_event_time = _event_time_range(part.records)
+    if result.matches:
+        texts = part.texts or [None] * len(part.records)
+        text_of = {id(record): text for record, text in zip(part.records, texts, strict=True)}
+        shared: dict[int, Any] = {}
+        for number, match in enumerate(result.matches):
+            key = id(match.record)
+            crossing = shared.get(key)
+            if crossing is None:
+                crossing = shared[key] = record_json(match.record, text_of.get(key))
+            result.matches[number] = replace(match, record=crossing)
+    return result
+
+
+def _send(conn: Connection, message: tuple[Any, ...]) -> None:
+    """Send a batch's reply. An annotation nested deeper than pickle goes (a rule can build
+    one) crosses as its JSON text instead; nothing is sent until the whole reply pickles."""
+    try:
+        conn.send(message)
+    except RecursionError:
+        result: Evaluation = message[-1]
+        result.matches = [_portable(match) for match in result.matches]
+        conn.send(message)
+
+
+def _portable(match: Match) -> Match:
+    if isinstance(match.annotation, dict | list):
+        try:
+            pickle.dumps(match.annotation, pickle.HIGHEST_PROTOCOL)
+        except RecursionError:
+            return replace(match, annotation=JSONText(dumps(match.annotation)))
+    return match
 
 
 def _event_time_range(records: list[dict[str, Any]]) -> tuple[str | None, str | None]:
@@ -114,11 +166,34 @@ def _event_time_range(records: list[dict[str, Any]]) -> tuple[str | None, str | 
     return min(times, default=None), max(times, default=None)
 
 
-def worker_main(conn: Connection, sources: Sequence[RuleSource]) -> None:
-    """A worker's life: scrub the environment, compile the rules, then serve jobs until told
-    to stop (None) or the pipe closes."""
+def limit_memory(allowance: int | None) -> None:
+    """Let this process allocate at most `allowance` bytes more than it holds now (its data
+    segment, RLIMIT_DATA): past it an allocation fails, which Python raises as MemoryError
+    (orjson as SystemError), and a record, file or rule that needs more fails alone (libjq
+    aborts the process instead: the pool then quarantines the rule). Without /proc (not
+    Linux), nothing is limited."""
+    if not allowance:
+        return
+    try:
+        with open("/proc/self/status") as status:
+            data_kb = next(int(line.split()[1]) for line in status if line.startswith("VmData:"))
+    except (OSError, StopIteration, ValueError):
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = data_kb * 1024 + allowance
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+def worker_main(
+    conn: Connection, sources: Sequence[RuleSource], memory_allowance: int | None = None
+) -> None:
+    """A worker's life: scrub the environment, compile the rules, cap its memory, then serve
+    jobs until told to stop (None) or the pipe closes."""
     scrub_environment()
     rules = RuleSet(sources, validated=True)
+    limit_memory(memory_allowance)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -127,9 +202,19 @@ def worker_main(conn: Connection, sources: Sequence[RuleSource]) -> None:
             return
         if job is None:
             return
-        try:
-            serve(conn, rules, job)
-        except ObjectError as exc:
-            conn.send(("object_error", exc.reason, str(exc)))
-        except MemoryError:
-            conn.send(("object_error", "too_large", "out of memory while decoding the object"))
+        handle(conn, rules, job)
+
+
+def handle(conn: Connection, rules: RuleSet, job: Job) -> None:
+    """Serve one job; whatever goes wrong is the object's error, sent as its reply: the
+    worker neither dies nor prints a traceback, and serves the next job."""
+    try:
+        serve(conn, rules, job)
+    except ObjectError as exc:
+        conn.send(("object_error", exc.reason, str(exc)))
+    except MemoryError:
+        conn.send(("object_error", "too_large", "out of memory while reading the object"))
+    except Exception as exc:
+        # Unforeseen: the object fails (and comes back), named; nothing else is lost.
+        message = f"{type(exc).__name__}: {exc}"[:500]
+        conn.send(("object_error", f"internal_{type(exc).__name__}", message))

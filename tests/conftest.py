@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -33,8 +35,41 @@ for _name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
     os.environ.pop(_name, None)
 
 
+def _atomic_dynamodb_writes() -> None:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
+
+    moto's server answers each request in its own thread and checks a write's condition
+    before it stores the item, with nothing between the two: two conditional writes to one
+    item racing there can both succeed, which DynamoDB never allows. One lock around every
+    write gives the tests real DynamoDB's guarantee (reads need none: an item is replaced
+    whole)."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_tattletail_atomic", False):
+        return
+    lock = threading.RLock()
+    for name in (
+        "put_item",
+        "update_item",
+        "delete_item",
+        "batch_write_item",
+        "transact_write_items",
+    ):
+        original = getattr(DynamoDBBackend, name, None)
+        if original is None:
+            continue
+
+        def locked(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return __original(*args, **kwargs)
+
+        setattr(DynamoDBBackend, name, locked)
+    DynamoDBBackend._tattletail_atomic = True  # type: ignore[attr-defined]
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Moto]:
+    _atomic_dynamodb_writes()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

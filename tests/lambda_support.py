@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,7 +140,9 @@ def serve_runtime_api() -> Iterator[RuntimeApi]:
             content_type="application/json",
             headers={
                 "Lambda-Runtime-Aws-Request-Id": request_id,
-                "Lambda-Runtime-Deadline-Ms": "9999999999999",
+                # Five minutes from now, as Lambda sets it (the client reads a far-off value
+                # such as 9999999999999 as a deadline long past).
+                "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 300_000),
                 "Lambda-Runtime-Invoked-Function-Arn": (
                     "arn:aws:lambda:us-east-1:123456789012:function:tattletail"
                 ),

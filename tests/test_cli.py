@@ -538,3 +538,123 @@ def test_every_example_in_the_help_is_a_command_the_parser_accepts(
         words = shlex.split(example.split(" > ", 1)[0])
         words = words[next(n for n, w in enumerate(words) if w == "tattletail") + 1 :]
         build_parser().parse_args(words)  # a usage error would exit 2 here
+
+
+# -- hostile records (issue 10) -------------------------------------------------------------
+
+
+def _scan_lines(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    code = run(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "Traceback" not in captured.err
+    return [json.loads(line) for line in captured.out.splitlines()]
+
+
+def test_scan_alerts_on_a_record_nested_300_deep_and_on_every_other_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The issue's reproduction: orjson reads 1,024 levels but writes 255.
+    deep = json.loads("[" * 300 + "]" * 300)
+    records = [
+        {"eventVersion": "1.08", "eventName": "CreateUser", "eventID": "x", "deep": deep},
+        {"eventVersion": "1.08", "eventName": "CreateUser", "eventID": "y"},
+    ]
+    path = tmp_path / "n300.json"
+    path.write_text(json.dumps({"Records": records}))
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        EXAMPLE_CONFIG.read_text()
+        + """
+[[rule]]
+name = "Paths"
+jq_match = 'select(.eventName == "CreateUser") | [paths] | length'
+description = "libjq reads the record's text"
+destinations = ["Slack Warnings"]
+"""
+    )
+
+    alerts = _scan_lines(["scan", "--dry-run", "--config", str(rules), str(path)], capsys)
+
+    got = {(alert["name"], alert["record"]["eventID"]): alert for alert in alerts}
+    assert set(got) == {
+        (name, event) for name in ("Create User", "Modifications", "Paths") for event in ("x", "y")
+    }
+    assert got["Create User", "x"]["record"]["deep"] == deep
+    paths = jq.compile("[paths] | length")
+    for record in records:
+        expected = paths.input_text(json.dumps(record)).first()
+        assert got["Paths", record["eventID"]]["match"] == expected
+
+
+def test_scan_writes_integers_beyond_64_bits_in_a_rule_output_as_libjq_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = {"eventVersion": "1.08", "eventName": "CreateUser", "eventID": "a", "n": 1e20}
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"Records": [record]}))
+    programs = {
+        "Literal": 'select(.eventName == "CreateUser") | {x: 100000000000000000000}',
+        "Rewritten": 'select(.eventName == "CreateUser") | .n |= . + 1 | {n}',
+        "Huge": 'select(.eventName == "CreateUser") | [1e300, -pow(2; 70)]',
+    }
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        "".join(
+            f"[[rule]]\nname = \"{name}\"\njq_match = '{program}'\n"
+            'description = "d"\ndestinations = ["out"]\n'
+            for name, program in programs.items()
+        )
+        + '[[destination]]\nid = "out"\ntype = "stdout"\n'
+    )
+
+    code = run(["scan", "--dry-run", "--config", str(rules), str(path)])
+    captured = capsys.readouterr()
+
+    assert code == 0 and "Traceback" not in captured.err
+    printed = {json.loads(line)["name"]: line for line in captured.out.splitlines()}
+    assert set(printed) == set(programs)
+    for name, program in programs.items():
+        # libjq's own output for the record, as the jq package writes it.
+        expected = jq.compile(program).input_text(json.dumps(record)).text()
+        assert f'"match":{expected.replace(" ", "")}' in printed[name]
+
+
+def test_scan_with_a_rule_with_memory_keeps_values_orjson_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The state of rules with memory holds their outputs: nesting past 255 levels and
+    # integers beyond 64 bits are written as everywhere else (issue 10, defects 1 and 2).
+    deep = json.loads("[" * 300 + "]" * 300)
+    records = [
+        {
+            "eventVersion": "1.08",
+            "eventName": "CreateUser",
+            "eventID": f"e{n}",
+            "eventTime": f"2023-07-10T12:00:0{n}Z",
+            "deep": deep,
+        }
+        for n in range(3)
+    ]
+    path = tmp_path / "burst.json"
+    path.write_text(json.dumps({"Records": records}))
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        """
+[[rule]]
+name = "Burst"
+jq_match = 'select(.eventName == "CreateUser") | {deep, n: 100000000000000000000}'
+threshold = { count = 2, window = "600s", group_by = "[.eventName, 100000000000000000000]" }
+description = "d"
+destinations = ["out"]
+
+[[destination]]
+id = "out"
+type = "stdout"
+"""
+    )
+
+    alerts = _scan_lines(["scan", "--dry-run", "--config", str(rules), str(path)], capsys)
+
+    assert [alert["name"] for alert in alerts] == ["Burst"]
+    assert "100000000000000000000" in json.dumps(alerts[0])

@@ -23,8 +23,10 @@ RULE_FILES = [
 
 
 def rule_sources(path: Path) -> list[RuleSource]:
-    # Through the config loader: the pack is split into files joined by `include`.
-    return [RuleSource(rule.name, rule.jq_match) for rule in config.load_file(path).rules]
+    # Through the config loader: the pack is split into files joined by `include`. A sequence
+    # rule has no jq of its own (its steps' rules match for it).
+    rules = config.load_file(path).rules
+    return [RuleSource(rule.name, rule.jq_match) for rule in rules if rule.jq_match]
 
 
 def panther_events() -> list[dict[str, Any]]:

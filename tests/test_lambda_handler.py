@@ -411,28 +411,33 @@ def test_bad_objects_are_logged_and_fail_the_invocation_after_good_alerts_are_de
 
     uri = f"s3://{LOG_BUCKET}/"
     message = str(raised.value)
-    assert message.startswith("3 of 5 objects failed")
-    for key in ("AWSLogs/corrupt.json.gz", "AWSLogs/truncated.json.gz", missing):
+    assert message.startswith("2 of 5 objects failed")
+    for key in ("AWSLogs/corrupt.json.gz", missing):
         assert uri + key in message
     assert "good one" not in message and "empty" not in message
+    # A file cut short is read up to the cut: only the record it ends inside fails.
+    assert "truncated" not in message
 
     lines = log_lines(capfd.readouterr().err)
     failed = {line["object"]: line for line in events_named(lines, "object_failed")}
     assert {key: line["reason"] for key, line in failed.items()} == {
         uri + "AWSLogs/corrupt.json.gz": "corrupt_gzip",
-        uri + "AWSLogs/truncated.json.gz": "invalid_json",
         uri + missing: "not_found",
     }
+    [record_failed] = events_named(lines, "record_failed")
+    assert record_failed["object"] == uri + "AWSLogs/truncated.json.gz"
+    assert record_failed["level"] == "ERROR" and record_failed["reason"] == "invalid_json"
     assert all(line["level"] == "ERROR" and line["error"] for line in failed.values())
     skipped = events_named(lines, "object_skipped")
     assert [(line["object"], line["reason"]) for line in skipped] == [
         (uri + "AWSLogs/empty.json.gz", "empty")
     ]
     summary = events_named(lines, "invocation_summary")[0]
-    assert summary["objects"] == 1
-    assert summary["objects_failed"] == 3
+    assert summary["objects"] == 2
+    assert summary["objects_failed"] == 2
     assert summary["objects_skipped"] == 1
-    assert summary["failures_by_reason"] == {"corrupt_gzip": 1, "invalid_json": 1, "not_found": 1}
+    assert summary["records_failed"] == 1
+    assert summary["failures_by_reason"] == {"corrupt_gzip": 1, "not_found": 1}
     assert summary["alerts_sent"] == 4
     # The good object's alerts went out before the invocation failed.
     assert_create_user_alert_everywhere(scenario)
@@ -495,10 +500,12 @@ def test_slack_500_is_retried_and_the_alert_delivered(
 
 
 def test_retries_never_run_past_the_lambda_deadline(
-    scenario: Scenario, capfd: pytest.CaptureFixture[str]
+    scenario: Scenario, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With 6 s left, of which the dispatcher keeps 5 s in reserve, a retry (whose send may take
     the 10 s send timeout) cannot fit: the failed send is final at once."""
+    # Evaluation may start this close to the deadline (by default it would not: see below).
+    monkeypatch.setenv("TATTLETAIL_DEADLINE_MARGIN", "1")
     scenario.put_log(LOG_KEY, gzipped(SEED_LOG.read_bytes()))
     scenario.slack.fail_next(500)
     context = LambdaContext(aws_request_id="deadline", remaining_ms=6_000)
@@ -556,3 +563,118 @@ def test_test_event_and_unrecognised_event_deliver_nothing_and_do_not_fail(
     assert warning["shape"].startswith("object with keys account, detail")
     assert scenario.new_sns_messages() == []
     assert scenario.new_slack_requests() == []
+
+
+# -- runaway rules and the invocation's deadline (issue 10, defect 4) ----------------------
+
+
+def sqs_event(*keys: str) -> dict[str, Any]:
+    """An SQS batch with one S3 notification per message, named message-1, message-2, ..."""
+    template = json.loads((EVENTS / "sqs_s3_notification.json").read_text())["Records"][1]
+    return {
+        "Records": [
+            dict(template, messageId=f"message-{n}", body=json.dumps(s3_event(key)))
+            for n, key in enumerate(keys, 1)
+        ]
+    }
+
+
+def use_config_with(scenario: Scenario, extra: str) -> None:
+    config = readme_config(scenario.topic_arn, scenario.slack.url) + textwrap.dedent(extra)
+    scenario.moto.client("s3").put_object(Bucket=CONFIG_BUCKET, Key=CONFIG_KEY, Body=config)
+
+
+RUNAWAY = """
+    [[rule]]
+    name = "Runaway"
+    jq_match = 'select(.eventName == "CreateUser") | def f: f; f'
+    description = "never ends"
+    destinations = ["Slack Warnings"]
+    """
+
+
+def test_a_runaway_rule_is_quarantined_once_for_the_container_and_every_invocation_alerts(
+    scenario: Scenario, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TATTLETAIL_BATCH_TIMEOUT", "1")
+    use_config_with(scenario, RUNAWAY)
+    scenario.put_log(LOG_KEY, gzipped(SEED_LOG.read_bytes()))
+
+    first = lambda_handler.handler(s3_event(LOG_KEY), LambdaContext(aws_request_id="first"))
+    assert_create_user_alert_everywhere(scenario)
+    second = lambda_handler.handler(s3_event(LOG_KEY), LambdaContext(aws_request_id="second"))
+    assert_create_user_alert_everywhere(scenario)
+
+    assert (first["rules_quarantined"], second["rules_quarantined"]) == (1, 0)
+    assert first["objects_failed"] == second["objects_failed"] == 0
+    lines = log_lines(capfd.readouterr().err)
+    [quarantined] = events_named(lines, "rule_quarantined")
+    assert quarantined["level"] == "ERROR" and quarantined["request_id"] == "first"
+    assert (quarantined["rule"], quarantined["reason"]) == ("Runaway", "overrun")
+
+
+def test_objects_not_started_before_the_deadline_margin_come_back_as_batch_item_failures(
+    scenario: Scenario, capfd: pytest.CaptureFixture[str]
+) -> None:
+    scenario.put_log("AWSLogs/a.json.gz", gzipped(SEED_LOG.read_bytes()))
+    scenario.put_log("AWSLogs/b.json.gz", gzipped(SEED_LOG.read_bytes()))
+    # 20 s left: inside the default 30 s margin, nothing is started.
+    context = LambdaContext(aws_request_id="late", remaining_ms=20_000)
+
+    result = lambda_handler.handler(sqs_event("AWSLogs/a.json.gz", "AWSLogs/b.json.gz"), context)
+
+    assert result == {
+        "batchItemFailures": [{"itemIdentifier": "message-1"}, {"itemIdentifier": "message-2"}]
+    }
+    assert scenario.new_slack_requests() == []
+    lines = log_lines(capfd.readouterr().err)
+    assert [line["reason"] for line in events_named(lines, "object_failed")] == ["deadline"] * 2
+    assert events_named(lines, "invocation_summary")[0]["records"] == 0
+
+
+def test_evaluation_stops_at_the_deadline_margin_after_what_finished_is_delivered(
+    scenario: Scenario, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TATTLETAIL_DEADLINE_MARGIN", "2")
+    monkeypatch.setenv("TATTLETAIL_OBJECT_CONCURRENCY", "1")
+    # The default 60 s batch limit would let it run far past the invocation's end.
+    use_config_with(
+        scenario,
+        """
+        [[rule]]
+        name = "Slow on one file"
+        jq_match = 'select(.eventID == "runs-forever") | def f: f; f'
+        description = "d"
+        destinations = ["Slack Warnings"]
+        """,
+    )
+    seed = SEED_LOG.read_bytes()
+    scenario.put_log("AWSLogs/good.json.gz", gzipped(seed))
+    records = orjson.loads(seed)["Records"]
+    slow = [dict(records[0], eventID="runs-forever"), *records]
+    scenario.put_log("AWSLogs/slow.json.gz", gzipped(orjson.dumps({"Records": slow})))
+    scenario.put_log("AWSLogs/late.json.gz", gzipped(seed))
+    # 6 s left: evaluation must end 2 s before the deadline.
+    context = LambdaContext(aws_request_id="deadline", remaining_ms=6_000)
+
+    result = lambda_handler.handler(
+        sqs_event("AWSLogs/good.json.gz", "AWSLogs/slow.json.gz", "AWSLogs/late.json.gz"),
+        context,
+    )
+
+    # The finished file's alerts went out; the two others come back to be tried again.
+    assert result == {
+        "batchItemFailures": [{"itemIdentifier": "message-2"}, {"itemIdentifier": "message-3"}]
+    }
+    assert_create_user_alert_everywhere(scenario)
+    lines = log_lines(capfd.readouterr().err)
+    failed = {
+        line["object"].rsplit("/", 1)[1]: line for line in events_named(lines, "object_failed")
+    }
+    assert {name: line["reason"] for name, line in failed.items()} == {
+        "slow.json.gz": "deadline",
+        "late.json.gz": "deadline",
+    }
+    assert "not started" in failed["late.json.gz"]["error"]
+    # Stopped by the deadline, not by its own limit: the rule is not blamed.
+    assert events_named(lines, "rule_quarantined") == []

@@ -11,14 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tattletail.json_output import json_default
 from tattletail.objects import ObjectError
 from tattletail.records import (
     LogFile,
     RecordJSON,
+    Slice,
     decode_records,
-    json_default,
     plain,
-    record_texts,
+    read_all,
 )
 from tests.support import CLOUDTRAIL, SEED_LOG
 
@@ -103,27 +104,38 @@ def test_invalid_json_is_reason_invalid_json(data: bytes) -> None:
     assert str(error).startswith("not valid JSON")
 
 
-def test_truncated_document_is_invalid_json_saying_the_data_ends_early() -> None:
+def test_a_truncated_document_gives_the_records_before_the_cut_and_one_failure() -> None:
     data = SEED_LOG.read_bytes()
-    error = reason_of(data[: len(data) // 2])
+    records = orjson.loads(data)["Records"]
+    # Cut inside the third record (the seed file is pretty-printed: read entry by entry).
+    third = data.index(
+        b'"eventVersion"', data.index(b'"eventVersion"', data.index(b"eventVersion") + 1) + 1
+    )
+    cut = third + 100
 
-    assert error.reason == "invalid_json"
-    assert "end of data" in str(error)
+    read = read_all(data[:cut])
+
+    assert read.records == records[:2]
+    assert [failure.reason for failure in read.failures] == ["invalid_json"]
 
 
-def test_truncated_array_is_invalid_json() -> None:
+def test_a_truncated_array_gives_the_records_before_the_cut_and_one_failure() -> None:
     data = STRATUS[0].read_bytes()
-    assert reason_of(data[:-3]).reason == "invalid_json"
+    read = read_all(data[:-3])
+    assert read.records == orjson.loads(data)[:-1]
+    assert len(read.failures) == 1
 
 
-def test_truncated_last_json_line_is_reported_by_its_line_number() -> None:
+def test_a_truncated_last_json_line_is_a_failure_named_by_its_line_number() -> None:
     events = events_of(INVICTUS[0])[:3]
     data = b"\n".join(orjson.dumps(event) for event in events)
 
-    error = reason_of(data[:-10])
+    read = read_all(data[:-10])
 
-    assert error.reason == "invalid_json"
-    assert "line 3" in str(error)
+    assert read.records == events[:2]
+    [failure] = read.failures
+    assert failure.reason == "invalid_json" and failure.message.startswith("line 3:")
+    assert failure.event_id == events[2]["eventID"]
 
 
 def test_json_object_without_records_is_reason_not_cloudtrail() -> None:
@@ -137,12 +149,22 @@ def test_records_that_is_not_an_array_is_reason_not_cloudtrail() -> None:
     assert reason_of(b'{"Records": null}').reason == "not_cloudtrail"
 
 
-def test_non_object_records_are_reason_not_cloudtrail_with_their_count() -> None:
-    error = reason_of(b'{"Records": [{"eventID": "a"}, 1, "two", null]}')
-    assert error.reason == "not_cloudtrail"
-    assert "3 of 4 records" in str(error)
+@pytest.mark.parametrize("layout", ["compact", "indented", "array", "lines"])
+def test_entries_that_are_not_objects_are_skipped_and_counted_and_the_rest_read(
+    layout: str,
+) -> None:
+    good = [{"eventVersion": "1.08", "eventID": "a"}, {"eventVersion": "1.08", "eventID": "b"}]
+    entries: list[Any] = [good[0], 1, "two", None, [1], True, good[1]]
+    data = {
+        "compact": orjson.dumps({"Records": entries}),
+        "indented": orjson.dumps({"Records": entries}, option=orjson.OPT_INDENT_2),
+        "array": orjson.dumps(entries),
+        "lines": b"\n".join(orjson.dumps(entry) for entry in entries),
+    }[layout]
 
-    assert reason_of(b'[{"eventID": "a"}, [1]]').reason == "not_cloudtrail"
+    read = read_all(data)
+
+    assert (read.records, read.invalid, read.failures) == (good, 5, [])
 
 
 @pytest.mark.parametrize(
@@ -153,12 +175,6 @@ def test_json_scalar_is_not_cloudtrail_naming_its_json_type(data: bytes, kind: s
     error = reason_of(data)
     assert error.reason == "not_cloudtrail"
     assert f"a JSON {kind} " in str(error)
-
-
-def test_json_lines_with_a_non_object_line_is_not_cloudtrail() -> None:
-    error = reason_of(b'{"eventID": "a"}\n{"eventID": "b"}\n[1, 2]\n')
-    assert error.reason == "not_cloudtrail"
-    assert "line 3" in str(error)
 
 
 def _record_json(record: dict[str, Any]) -> RecordJSON:
@@ -194,9 +210,16 @@ def test_record_json_survives_pickling_without_decoding() -> None:
 def _read_in_slices(data: bytes, size: int) -> list[dict[str, Any]]:
     log_file = LogFile(data)
     records: list[dict[str, Any]] = []
-    while len(records) < len(log_file):
-        records += log_file.records(len(records), len(records) + size)
+    while not log_file.done:
+        part = log_file.read(size)
+        assert part.entries == size or log_file.done
+        assert not part.failures and not part.invalid
+        records += part.records
     return records
+
+
+def _texts(part: Slice) -> list[bytes | None]:
+    return [None if text is None else bytes(text) for text in part.texts or ()]
 
 
 @pytest.mark.parametrize("path", sorted(CLOUDTRAIL.rglob("*.json"))[:12], ids=lambda p: p.name)
@@ -205,8 +228,8 @@ def test_a_log_file_read_in_slices_gives_the_records_decode_records_gives(path: 
     if isinstance(document, list):
         document = {"Records": document}
     data = orjson.dumps(document)  # as CloudTrail writes it: compact
-    assert record_texts(data) is not None
-    assert _read_in_slices(data, 7) == decode_records(data)
+    assert LogFile(data)._compact
+    assert _read_in_slices(data, 7) == orjson.loads(data)["Records"]
 
 
 def test_other_layouts_are_decoded_whole() -> None:
@@ -217,8 +240,8 @@ def test_other_layouts_are_decoded_whole() -> None:
         b"\n".join(orjson.dumps(r) for r in records),
         orjson.dumps({"Records": records, "more": 1}),
     ):
-        assert record_texts(data) is None
-        assert _read_in_slices(data, 1) == decode_records(data)
+        assert not LogFile(data)._compact
+        assert _read_in_slices(data, 1) == records
 
 
 _nested = st.recursive(
@@ -248,19 +271,91 @@ def test_records_nesting_objects_that_look_like_records_are_read_right(
     assert _read_in_slices(data, size) == records
 
 
-def test_a_cut_inside_a_record_falls_back_without_changing_the_records_before_it() -> None:
+def test_a_cut_inside_a_record_is_read_past_and_each_record_keeps_its_own_text() -> None:
     inner = {"eventVersion": "nested"}
-    records = [{"eventVersion": "1", "n": 0}, {"eventVersion": "1", "x": [inner, inner]}]
+    records = [
+        {"eventVersion": "1", "n": 0},
+        {"eventVersion": "1", "x": [inner, inner]},
+        {"eventVersion": "1", "n": 2},
+    ]
+    texts = [orjson.dumps(record) for record in records]
     data = orjson.dumps({"Records": records})
     log_file = LogFile(data)
-    assert len(log_file) == 3  # the nested objects were cut apart
-    assert log_file.records(0, 1) == records[:1]
-    assert log_file.records(1, 5) == records[1:]
-    assert len(log_file) == 2
+
+    first = log_file.read(1)
+    assert (first.records, _texts(first)) == (records[:1], texts[:1])
+    resume_at = log_file.position
+    rest = log_file.read(5)
+    assert (rest.records, _texts(rest)) == (records[1:], texts[1:])
+    assert log_file.done
+    # A reading resumed where a batch ended goes on from the same record.
+    assert LogFile(data, resume_at).read(5).records == records[1:]
 
 
-def test_a_corrupt_record_is_the_error_decode_records_reports() -> None:
-    data = orjson.dumps({"Records": [{"eventVersion": "1"}, {"eventVersion": "2"}]})
-    broken = data.replace(b'"2"', b'"2')
-    with pytest.raises(ObjectError, match="not valid JSON"):
-        LogFile(broken).records(0, 2)
+@pytest.mark.parametrize("indent", [0, orjson.OPT_INDENT_2])
+def test_a_corrupt_record_is_a_failure_naming_its_event_id_and_the_rest_is_read(
+    indent: int,
+) -> None:
+    records = [{"eventVersion": "1", "eventID": f"e{n}", "v": f"v{n}"} for n in range(4)]
+    data = orjson.dumps({"Records": records}, option=indent).replace(b'"v1"', b'"v1')
+
+    read = read_all(data)
+
+    [failure] = read.failures
+    assert (failure.event_id, failure.reason) == ("e1", "invalid_json")
+    assert read.records == [records[0], *records[2:]]
+
+
+@pytest.mark.parametrize("indent", [0, orjson.OPT_INDENT_2])
+def test_records_orjson_refuses_are_read_as_libjq_reads_them(indent: int) -> None:
+    deep = "[" * 1100 + "]" * 1100
+    odd = [
+        b'{"eventVersion":"1","eventID":"deep","d":' + deep.encode() + b"}",
+        b'{"eventVersion":"1","eventID":"huge","n":1e400,"m":-1e400}',
+        b'{"eventVersion":"1","eventID":"nan","n":NaN,"i":Infinity}',
+        b'{"eventVersion":"1","eventID":"bytes","s":"a\xffb\\ud800"}',
+    ]
+    good = orjson.dumps({"eventVersion": "1", "eventID": "good"})
+    data = b'{"Records":[' + b",".join([good, *odd, good]) + b"]}"
+    if indent:
+        data = data.replace(b"[{", b"[\n  {")
+
+    read = read_all(data)
+
+    assert [r["eventID"] for r in read.records] == ["good", "deep", "huge", "nan", "bytes", "good"]
+    assert read.failures == []
+    largest = 1.7976931348623157e308
+    assert (read.records[2]["n"], read.records[2]["m"]) == (largest, -largest)
+    assert read.records[3]["i"] == largest and read.records[3]["n"] != read.records[3]["n"]
+    assert read.records[4]["s"] == "a\ufffdb\ufffd"
+
+
+def test_a_record_nested_deeper_than_libjq_reads_is_a_failure_and_the_rest_is_read() -> None:
+    too_deep = b'{"eventVersion":"1","eventID":"x","d":' + b"[" * 10_100 + b"]" * 10_100 + b"}"
+    good = orjson.dumps({"eventVersion": "1", "eventID": "good"})
+
+    read = read_all(b'{"Records":[' + b",".join([good, too_deep, good]) + b"]}")
+
+    assert [r["eventID"] for r in read.records] == ["good", "good"]
+    [failure] = read.failures
+    assert (failure.event_id, failure.reason) == ("x", "too_deep")
+
+
+def test_a_reading_resumed_elsewhere_starts_where_the_last_one_stopped_however_it_reads() -> None:
+    records = [{"eventVersion": "1", "eventID": f"e{n}"} for n in range(6)]
+    indented = orjson.dumps({"Records": records}, option=orjson.OPT_INDENT_2)
+    first = LogFile(indented)
+    assert [r["eventID"] for r in first.read(2).records] == ["e0", "e1"]
+    assert first.position == ("index", 2)
+
+    class NoRoomToDecodeWhole(LogFile):
+        def _open(self, data: bytes, whole: bool) -> int:
+            return super()._open(data, whole=False)
+
+    # A worker that cannot decode the file whole (memory) reads the entries before it again.
+    resumed = NoRoomToDecodeWhole(indented, first.position)
+    assert [r["eventID"] for r in resumed.read(2).records] == ["e2", "e3"]
+    # And a reading that began entry by entry goes on that way, from its byte offset.
+    assert resumed.position[0] == "byte"
+    again = LogFile(indented, resumed.position)
+    assert [r["eventID"] for r in again.read(5).records] == ["e4", "e5"]

@@ -53,7 +53,7 @@ class Recorder:
         return {
             "NO_OUTPUT": object(),
             "RuleRuntimeError": RuntimeError,
-            "LazyText": lambda record: "text",
+            "LazyText": lambda record, originals: "text",
             "record_match": lambda rule, record, text, output, result, now: self.calls.append(
                 ("match", rule, output)
             ),
@@ -93,7 +93,7 @@ def test_a_plan_runs_its_candidates_in_order_as_the_contract_says() -> None:
         recorder.helpers(),
     )
     record = {"eventName": "X"}
-    plan(record, None, None)
+    plan(record, None, None, None)
     assert recorder.calls == [
         ("match", "a", "annotation"),
         ("error", "c", "boom"),
@@ -136,7 +136,7 @@ def test_an_inline_gate_reads_the_value_memo_value_gives_and_remembers_decisions
         {"userIdentity": {"sessionContext": {"mfa": 1}}},
     ]
     for record in records:
-        plan(record, None, None)
+        plan(record, None, None, None)
     # Each value decided once; UNKEYED values (a string on the way, a number) every time.
     assert decided == ["true", "false", False, UNKEYED, UNKEYED, UNKEYED]
     assert memo == {"true": True, "false": False, False: False}

@@ -136,9 +136,15 @@ def test_no_rule_matches_more_than_2_percent_of_the_invictus_records(
 
     records = sum(len(records_of(path)) for path in INVICTUS.glob("*.json"))
     assert report["records"] == records
-    matches = {rule["name"]: rule["alerts"] + rule["suppressed"] for rule in report["rules"]}
-    assert set(matches) == {rule.name for rule in pack.rules}
-    noisy = {name: n for name, n in matches.items() if n > NOISE_BAR * records}
+    rows = {rule["name"]: rule for rule in report["rules"]}
+    assert set(rows) == {rule.name for rule in pack.rules}
+    # A rule with memory counts its matches to alert on a few: its noise is its alerts.
+    noise = {
+        rule.name: rows[rule.name]["alerts" if rule.stateful else "matches"]
+        for rule in pack.rules
+        if rule.alert
+    }
+    noisy = {name: n for name, n in noise.items() if n > NOISE_BAR * records}
     assert noisy == {}
 
 

@@ -496,3 +496,25 @@ def test_select_output_of_a_record_with_a_big_integer_is_no_annotation_on_every_
     evaluation = rules.evaluate([record])
 
     assert [(m.rule_index, m.annotation) for m in evaluation.matches] == [(0, None), (1, None)]
+
+
+def test_skipped_rules_stay_out_whichever_set_is_skipped_and_in_when_none_is() -> None:
+    # Quarantined rules are skipped by every later evaluation: plans without them are kept,
+    # and made again when the set changes.
+    records = decode_records(SEED_LOG.read_bytes())
+    rules = RuleSet(
+        [
+            RuleSource("a", 'select(.eventName == "CreateUser")'),
+            RuleSource("b", 'select(.eventName == "CreateUser") | "b"'),
+            RuleSource("c", 'select(.eventName != "")'),
+        ]
+    )
+
+    def matched(skip: frozenset[int]) -> Counter[int]:
+        return Counter(match.rule_index for match in rules.evaluate(records, skip).matches)
+
+    everything = matched(frozenset())
+    assert everything == {0: 1, 1: 1, 2: 3}
+    for skip in ({0}, {0}, {1, 2}, set(), {2}, {0}):
+        expected = Counter({rule: n for rule, n in everything.items() if rule not in skip})
+        assert matched(frozenset(skip)) == expected, skip

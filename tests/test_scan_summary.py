@@ -110,35 +110,28 @@ def scanned(
 
 
 def table_rows(out: str) -> dict[str, list[str]]:
-    """The table's rows by rule: alerts, suppressed, errors, % records, severity."""
+    """The table's rows by rule: matches, alerts, suppressed, errors, %, severity."""
     lines = out.splitlines()
-    assert lines[0].split() == [
-        "alerts",
-        "suppressed",
-        "errors",
-        "%",
-        "records",
-        "severity",
-        "rule",
-    ]
+    header = ["matches", "alerts", "suppressed", "errors", "%", "severity", "rule"]
+    assert lines[0].split() == header
     rows = {}
     for line in lines[1:]:
         if not line.strip():
             break
-        (*cells,) = line.split(maxsplit=5)
-        rows[cells[5]] = cells[:5]
+        (*cells,) = line.split(maxsplit=6)
+        rows[cells[6]] = cells[:6]
     return rows
 
 
-def test_summary_counts_alerts_suppressed_and_errors_per_rule(
+def test_summary_counts_matches_alerts_suppressed_and_errors_per_rule(
     scanned: tuple[int, str, str],
 ) -> None:
     _, out, _ = scanned
     rows = table_rows(out)
 
-    assert rows["Creates"] == ["4", "1", "0", "62.50", "low"]
-    assert rows["Deletes"] == ["1", "0", "0", "12.50", "high"]
-    assert rows["Errors on objects"] == ["0", "0", "2", "0.00", "medium"]
+    assert rows["Creates"] == ["5", "4", "1", "0", "62.50", "low"]
+    assert rows["Deletes"] == ["1", "1", "0", "0", "12.50", "high"]
+    assert rows["Errors on objects"] == ["0", "0", "0", "2", "0.00", "medium"]
 
 
 def test_summary_hides_rules_without_matches_or_errors_unless_all(
@@ -147,14 +140,11 @@ def test_summary_hides_rules_without_matches_or_errors_unless_all(
     _, out, _ = scan(tmp_path, monkeypatch, capsys)
     assert list(table_rows(out)) == ["Creates", "Deletes", "Errors on objects"]
     assert out.strip().splitlines()[-1] == (
-        "4 enabled rules, 3 with alerts, suppressions or errors; 1 others not shown "
-        "(--all shows them)"
+        "4 enabled rules, 3 with matches or errors; 1 others not shown (--all shows them)"
     )
     _, out, _ = scan(tmp_path, monkeypatch, capsys, "--all")
     assert list(table_rows(out)) == ["Creates", "Deletes", "Errors on objects", "Never"]
-    assert out.strip().splitlines()[-1] == (
-        "4 enabled rules, 3 with alerts, suppressions or errors"
-    )
+    assert out.strip().splitlines()[-1] == ("4 enabled rules, 3 with matches or errors")
 
 
 def test_summary_shows_top_principals_and_source_ips_of_the_noisiest_rules(

@@ -21,6 +21,9 @@ VALID = {
     "TATTLETAIL_MAX_OBJECT_BYTES": ("1048576", 1048576),
     "TATTLETAIL_BATCH_SIZE": ("100", 100),
     "TATTLETAIL_BATCH_TIMEOUT": ("30", 30.0),
+    "TATTLETAIL_DEADLINE_MARGIN": ("10", 10.0),
+    "TATTLETAIL_WORKER_MEMORY_BYTES": ("268435456", 268435456),
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": ("1769", 1769),
     "TATTLETAIL_CONFIG_TTL": ("0.5", 0.5),
     "TATTLETAIL_CONFIG": ("/var/task/rules.toml", "/var/task/rules.toml"),
     "S3_CONFIG_BUCKET": ("config-bucket", "config-bucket"),
@@ -39,6 +42,8 @@ INVALID = {
     "TATTLETAIL_MAX_OBJECT_BYTES": ["0", "512MB"],
     "TATTLETAIL_BATCH_SIZE": ["0", "1e3"],
     "TATTLETAIL_BATCH_TIMEOUT": ["0", "nan", "inf", "-inf", "1e9"],
+    "TATTLETAIL_DEADLINE_MARGIN": ["0", "nan", "-5"],
+    "TATTLETAIL_WORKER_MEMORY_BYTES": ["-1", "1GB"],
     "TATTLETAIL_CONFIG_TTL": ["0", "nan", "inf"],
     "TATTLETAIL_METRICS": ["maybe"],
     "TATTLETAIL_LOG_LEVEL": ["verbose", "TRACE"],
@@ -189,3 +194,19 @@ def test_every_variable_is_documented_with_a_description() -> None:
     rows = documented_variables()
     assert {name for name, _, _ in rows} == set(variable_names())
     assert all(description.strip() for _, _, description in rows)
+
+
+def test_a_workers_memory_bound_follows_the_largest_object_and_the_lambdas_memory() -> None:
+    mib = 1024 * 1024
+    # 3 x the largest object + 64 MiB, unless set.
+    assert Settings(max_object_bytes=100 * mib).worker_memory == 364 * mib
+    assert Settings(worker_memory_bytes=200 * mib).worker_memory == 200 * mib
+    # In Lambda, no more than the workers' share of the function's memory: 1024 MB less
+    # 256 MB for the main process, in 2 workers, less 64 MB each once started.
+    in_lambda = Settings(workers=2, function_memory_mb=1024)
+    assert in_lambda.worker_memory == 320 * mib
+    assert Settings(workers=2, function_memory_mb=10240, max_object_bytes=mib).worker_memory == (
+        67 * mib
+    )
+    # Never so little that a worker cannot read a small file.
+    assert Settings(workers=64, function_memory_mb=512).worker_memory == 64 * mib

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tattletail.rules import RuleSet, RuleSource
-from tattletail.worker_process import Job, cyclic_gc_paused, serve
+from tattletail.worker_process import Job, cyclic_gc_paused, handle, serve
 
 
 @pytest.mark.parametrize("enabled_before", [True, False])
@@ -34,9 +34,11 @@ def test_serve_replies_per_batch_with_the_collector_paused_while_it_works() -> N
     seen: list[bool] = []
 
     class Watching(RuleSet):
-        def evaluate(self, records: Any, skip: frozenset[int] = frozenset()) -> Any:
+        def evaluate(
+            self, records: Any, skip: frozenset[int] = frozenset(), texts: Any = None
+        ) -> Any:
             seen.append(gc.isenabled())
-            return super().evaluate(records, skip)
+            return super().evaluate(records, skip, texts)
 
     records = [{"eventName": "CreateUser", "eventID": str(n)} for n in range(5)]
     payload = gzip.compress(orjson.dumps({"Records": records}))
@@ -49,5 +51,30 @@ def test_serve_replies_per_batch_with_the_collector_paused_while_it_works() -> N
 
     replies = [parent.recv() for _ in range(4)]
     assert [reply[0] for reply in replies] == ["batch", "batch", "batch", "done"]
-    assert [len(reply[2].matches) for reply in replies[:3]] == [2, 2, 1]
+    assert [len(reply[3].matches) for reply in replies[:3]] == [2, 2, 1]
     assert seen == [False, False, False] and gc.isenabled()
+
+
+def test_an_unforeseen_error_is_the_objects_reply_and_the_worker_serves_on() -> None:
+    class Broken(RuleSet):
+        def evaluate(
+            self, records: Any, skip: frozenset[int] = frozenset(), texts: Any = None
+        ) -> Any:
+            raise RuntimeError("a bug")
+
+        evaluate_each = evaluate
+
+    payload = gzip.compress(orjson.dumps({"Records": [{"eventName": "CreateUser"}]}))
+    parent, child = Pipe()
+    rules = Broken([RuleSource("r", 'select(.eventName == "CreateUser")')])
+
+    handle(child, rules, Job(payload, 1 << 20, 2))
+
+    assert parent.recv() == ("object_error", "internal_RuntimeError", "RuntimeError: a bug")
+    # The next job is served as usual.
+    handle(
+        child,
+        RuleSet([RuleSource("r", 'select(.eventName == "CreateUser")')]),
+        Job(payload, 1 << 20, 2),
+    )
+    assert [parent.recv()[0] for _ in range(2)] == ["batch", "done"]

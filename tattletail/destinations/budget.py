@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from tattletail.records import json_default, plain
+from tattletail.json_output import dumps
+from tattletail.records import plain
 
 TRUNCATED = "… (truncated)"
 # Kept from a record that is cut: what a reader needs to find the event in CloudTrail.
@@ -36,11 +37,6 @@ _MARKER_ARN_CHARS = 2048
 # Texts cut after the record, in this order: the annotation first, the rule's own words last.
 _CUT_ORDER = ("match", "flood_summary", "description", "runbook", "title", "tags", "name")
 _MIN_TEXT_BYTES = 64
-
-
-def dumps(value: Any) -> bytes:
-    """Compact JSON; a record still in its worker's JSON text is embedded as it is."""
-    return orjson.dumps(value, default=json_default)
 
 
 def record_marker(record: Mapping[str, Any], original_size: int) -> dict[str, Any]:
@@ -131,11 +127,11 @@ def fit_message(
 
 def fit_record_text(record: Mapping[str, Any], max_chars: int) -> tuple[str, bool]:
     """The record pretty-printed if it fits `max_chars`, else its marker pretty-printed."""
-    pretty = orjson.dumps(plain(record), option=orjson.OPT_INDENT_2).decode()
+    pretty = dumps(plain(record), orjson.OPT_INDENT_2).decode()
     if len(pretty) <= max_chars:
         return pretty, False
     marker = record_marker(record, len(dumps(record)))
-    return orjson.dumps(marker, option=orjson.OPT_INDENT_2).decode(), True
+    return dumps(marker, orjson.OPT_INDENT_2).decode(), True
 
 
 def one_line(text: str) -> str:

@@ -36,7 +36,7 @@ from tattletail.destinations.base import (
     DestinationConfigError,
     required_string,
 )
-from tattletail.destinations.budget import dumps
+from tattletail.json_output import dumps
 
 DEFAULT_PREFIX = "tattletail"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")

@@ -21,7 +21,8 @@ from tattletail.destinations.base import (
     DestinationConfigError,
     required_string,
 )
-from tattletail.destinations.budget import cut_text, cut_utf8, dumps, one_line, record_marker
+from tattletail.destinations.budget import cut_text, cut_utf8, one_line, record_marker
+from tattletail.json_output import dumps
 
 SUBJECT_LIMIT = 200
 BODY_LIMIT = 5 * 1024 * 1024
@@ -35,7 +36,7 @@ def render(alert: Alert) -> dict[str, str]:
     body = _body(alert, "event:", event, annotation)
     if len(body.encode()) > BODY_LIMIT:
         size = len(dumps(alert.record))
-        marker = orjson.dumps(record_marker(alert.record, size), option=orjson.OPT_INDENT_2)
+        marker = dumps(record_marker(alert.record, size), orjson.OPT_INDENT_2)
         label = f"event (truncated: {size:,} bytes, too large for an email):"
         body = _body(alert, label, marker.decode(), annotation)
         over = len(body.encode()) - BODY_LIMIT

@@ -37,10 +37,10 @@ from tattletail.destinations.base import (
 from tattletail.destinations.budget import (
     TRUNCATED,
     cut_text,
-    dumps,
     one_line,
     record_marker,
 )
+from tattletail.json_output import dumps
 from tattletail.records import plain
 from tattletail.secret import Secret
 
@@ -168,14 +168,14 @@ def _context(alert: Alert) -> dict[str, Any]:
 
 
 def _record_blocks(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    pretty = orjson.dumps(plain(record), option=orjson.OPT_INDENT_2).decode()
+    pretty = dumps(plain(record), orjson.OPT_INDENT_2).decode()
     blocks, cut = _code_sections(RECORD_LABEL, pretty, RECORD_SECTIONS)
     if not cut:
         return blocks
     # Too large for Slack: the marker keeps eventID and who/what/when, then as much of the
     # record's start as the remaining sections hold.
     size = len(dumps(record))
-    marker = orjson.dumps(record_marker(record, size), option=orjson.OPT_INDENT_2).decode()
+    marker = dumps(record_marker(record, size), orjson.OPT_INDENT_2).decode()
     label = f"{RECORD_LABEL} (truncated: {size:,} bytes, too large for Slack)"
     head, _ = _code_sections(label, marker, 1)
     excerpt, _ = _code_sections("*Record excerpt*", pretty, RECORD_SECTIONS - 1)

@@ -7,16 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-import orjson
-
 from tattletail.alerts import Alert
 from tattletail.destinations.base import DeliveryContext, Destination
-from tattletail.records import json_default
+from tattletail.json_output import dumps
 
 
 def render(alert: Alert) -> bytes:
     """The SNS message's keys plus `source`, as one line."""
-    return orjson.dumps({**alert.message(), "source": alert.source}, default=json_default) + b"\n"
+    return dumps({**alert.message(), "source": alert.source}) + b"\n"
 
 
 @dataclass(frozen=True)
