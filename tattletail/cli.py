@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan(commands)
     _add_validate(commands)
     _add_test(commands)
+    _add_sigma(commands)
     return parser
 
 
@@ -301,6 +302,66 @@ def _select_rules(loaded: Config, names: Sequence[str], files: Sequence[str]) ->
             chosen.update(rule.index for rule in rules)
         selected &= chosen
     return selected
+
+
+# -- sigma ----------------------------------------------------------------------------------
+
+
+def _add_sigma(commands: argparse._SubParsersAction) -> None:
+    sigma = _subcommand(
+        commands,
+        "sigma",
+        "convert Sigma rules to Tattletail rules (pySigma)",
+        "Convert Sigma rules for AWS CloudTrail into [[rule]] tables whose jq matches what the "
+        "Sigma rule matches (needs pySigma: pip install 'tattletail[sigma]'). See docs/sigma.md.",
+        _help(
+            [
+                "tattletail sigma check my-sigma-rules/",
+                "tattletail sigma convert my-sigma-rules/ -o rules/sigma.toml",
+                "tattletail sigma convert my-sigma-rules/ -o converted/",
+            ],
+            [
+                "0  every rule converted",
+                "1  some rule could not be converted (each is named, with why)",
+                "2  usage error, or pySigma is not installed",
+            ],
+        ),
+    )
+    sigma_commands = sigma.add_subparsers(
+        dest="sigma_command", required=True, parser_class=_Parser, metavar="SUBCOMMAND"
+    )
+    convert = sigma_commands.add_parser(
+        "convert", help="write [[rule]] tables for Sigma rules (files or directories)"
+    )
+    convert.add_argument("paths", nargs="+", metavar="PATH", help="Sigma .yml file or directory")
+    convert.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="a .toml file, or a directory for one file per Sigma file (default: stdout)",
+    )
+    check = sigma_commands.add_parser(
+        "check", help="per rule: converted, warning or unsupported (and why), native, index gate"
+    )
+    check.add_argument("paths", nargs="+", metavar="PATH", help="Sigma .yml file or directory")
+    sigma.set_defaults(run=_sigma)
+
+
+def _sigma(args: argparse.Namespace, settings: Settings) -> int:
+    # pySigma is optional (the Lambda image does not carry it): imported only for this command.
+    from tattletail.sigma import SigmaUnavailable, require_pysigma
+
+    try:
+        require_pysigma()
+        from tattletail.sigma import cli as sigma_cli
+
+        if args.sigma_command == "convert":
+            return sigma_cli.convert(args.paths, args.output)
+        return sigma_cli.check(args.paths)
+    except SigmaUnavailable as exc:
+        return _fail(str(exc))
+    except sigma_cli.SigmaUsageError as exc:
+        return _fail(f"sigma: {exc}")
 
 
 # -- scan -----------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ or the existing claim has expired (its sender died before marking it sent). Afte
 item is marked sent and kept for `retention` seconds. The table's TTL attribute (`expires_at`)
 lets DynamoDB delete old items by itself. A retried invocation, the same log file delivered
 twice, or the same event arriving through two paths then finds the claim and sends nothing.
+
+The table's partition key must be the string attribute KEY and its TTL attribute
+TTL_ATTRIBUTE (deploy/template.yaml creates it so; a test checks). The calls are PutItem and
+DeleteItem, the only two actions the role needs.
 """
 
 from __future__ import annotations
@@ -17,6 +21,32 @@ from botocore.exceptions import ClientError
 
 KEY = "alert_id"
 TTL_ATTRIBUTE = "expires_at"
+# What an operator should check, by the error DynamoDB answered with.
+_HINTS = {
+    "ValidationException": (
+        f"the table's partition key must be the string attribute {KEY!r} "
+        f"(and its TTL attribute {TTL_ATTRIBUTE!r}), as deploy/template.yaml creates it"
+    ),
+    "ResourceNotFoundException": "no such table in this account and region",
+    "AccessDeniedException": (
+        "the function's role needs dynamodb:PutItem and dynamodb:DeleteItem on the table"
+    ),
+}
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__
+
+
+def hint(exc: BaseException) -> str:
+    """What to check when the table refused (or DynamoDB did not answer)."""
+    code = error_code(exc)
+    if isinstance(exc, ClientError) and code not in _HINTS:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = "AccessDeniedException" if status == 403 else code
+    return _HINTS.get(code, "DynamoDB did not answer (after the SDK's retries)")
 
 
 class DedupeTable:

@@ -9,6 +9,12 @@ collapsed into one summary per destination. An alert that still fails goes, whol
 config's dead-letter destination; without one it is counted, and the invocation fails after
 everything else was delivered so that Lambda's retry takes over. With a dedupe table, a
 DynamoDB claim makes each (rule, event, destination) send happen once across retries.
+
+A dedupe table that refuses (a wrong key schema, no such table, access denied) or does not
+answer is an ERROR (`dedupe_failed`, naming the table, the key it must have and what to check)
+counted in `dedupe_errors` (metric DedupeErrors), never a quiet warning. The alert is still
+sent: an alert held back until someone fixes the table is an alert missed, and a duplicate is
+the smaller harm for a security alert (see README, Deduplication).
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tattletail import logs
+from tattletail import dedupe, logs
 from tattletail.alerts import Alert
 from tattletail.dedupe import DedupeTable
 from tattletail.destinations import DeliveryContext, DeliveryError, Destination
 from tattletail.flood import FloodControl
 from tattletail.ratelimit import TokenBucket
+from tattletail.redaction import redactor
 from tattletail.retry import Backoff, classify
 from tattletail.summary import RunSummary
 
@@ -115,7 +122,7 @@ class Dispatcher:
                         logging.ERROR,
                         "archive_flush_failed",
                         destination=destination.id,
-                        error=describe(exc),
+                        error=self._describe(exc),
                     )
         summaries = self._flood.summaries(archives)
         await asyncio.gather(
@@ -158,14 +165,21 @@ class Dispatcher:
 
     async def _send(self, destination: Destination, alert: Alert) -> bool:
         alert_id = alert.alert_id(destination.id)
-        if self._dedupe is not None and alert.flood_summary is None and not destination.archive:
+        deduplicated = (
+            self._dedupe is not None and alert.flood_summary is None and not destination.archive
+        )
+        if deduplicated:
+            assert self._dedupe is not None
             dynamodb = await self._context.aws.client("dynamodb")
             try:
                 claimed = await self._dedupe.claim(dynamodb, alert_id)
             except (ClientError, BotoCoreError) as exc:
-                # Without the table, sending is better than silence: at-least-once.
+                # Sent anyway: at least once rather than not at all (see the module's doc).
                 claimed = True
-                logs.log(logging.WARNING, "dedupe_unavailable", error=describe(exc))
+                deduplicated = False
+                self._dedupe_failed(
+                    "claim", exc, destination, alert_id, "sent without deduplication"
+                )
             if not claimed:
                 self._summary.alerts_deduplicated += 1
                 return True
@@ -173,8 +187,8 @@ class Dispatcher:
         if error is None:
             self._summary.alerts_sent += 1
             self._summary.sent_by_destination[destination.id] += 1
-            if self._dedupe is not None and alert.flood_summary is None:
-                await self._settle(alert_id, sent=True)
+            if deduplicated:
+                await self._settle(destination, alert_id, sent=True)
             return True
         self._summary.alerts_failed += 1
         self._summary.failed_by_destination[destination.id] += 1
@@ -188,11 +202,16 @@ class Dispatcher:
             alert_id=alert_id,
             error=error,
         )
-        if self._dedupe is not None and alert.flood_summary is None:
-            await self._settle(alert_id, sent=False)
+        if deduplicated:
+            await self._settle(destination, alert_id, sent=False)
         return await self._to_dead_letter(destination, alert, alert_id, error)
 
-    async def _settle(self, alert_id: str, sent: bool) -> None:
+    def _describe(self, exc: BaseException, timeout: float | None = None) -> str:
+        """describe(exc), with every secret the delivery context has handed out cut out in any
+        encoding: this text goes to log lines and dead-letter documents."""
+        return redactor(frozenset(self._context.secrets.revealed())).redact(describe(exc, timeout))
+
+    async def _settle(self, destination: Destination, alert_id: str, sent: bool) -> None:
         assert self._dedupe is not None
         dynamodb = await self._context.aws.client("dynamodb")
         try:
@@ -201,7 +220,41 @@ class Dispatcher:
             else:
                 await self._dedupe.release(dynamodb, alert_id)
         except (ClientError, BotoCoreError) as exc:
-            logs.log(logging.WARNING, "dedupe_unavailable", error=describe(exc))
+            seconds = f"{self._dedupe.claim_seconds:g} s"
+            if sent:
+                consequence = (
+                    f"sent, but a retry after its claim expires ({seconds}) sends it again"
+                )
+            else:
+                consequence = f"not sent, and a retry within {seconds} skips it as claimed"
+            self._dedupe_failed(
+                "mark_sent" if sent else "release", exc, destination, alert_id, consequence
+            )
+
+    def _dedupe_failed(
+        self,
+        operation: str,
+        exc: BaseException,
+        destination: Destination,
+        alert_id: str,
+        consequence: str,
+    ) -> None:
+        assert self._dedupe is not None
+        self._summary.dedupe_errors += 1
+        logs.log(
+            logging.ERROR,
+            "dedupe_failed",
+            table=self._dedupe.table,
+            key=dedupe.KEY,
+            ttl_attribute=dedupe.TTL_ATTRIBUTE,
+            operation=operation,
+            error_code=dedupe.error_code(exc),
+            error=self._describe(exc),
+            check=dedupe.hint(exc),
+            destination=destination.id,
+            alert_id=alert_id,
+            consequence=consequence,
+        )
 
     async def _send_with_retries(self, destination: Destination, alert: Alert) -> str | None:
         """None when delivered, else the last error (safe to log)."""
@@ -220,7 +273,7 @@ class Dispatcher:
                 return None
             except Exception as exc:  # contained: one destination never stops the others
                 verdict = classify(exc)
-                message = describe(exc, policy.send_timeout)
+                message = self._describe(exc, policy.send_timeout)
             if not verdict.retryable or attempt >= policy.retries:
                 return message
             wait = policy.backoff.delay(attempt)
@@ -269,7 +322,7 @@ class Dispatcher:
                 logging.ERROR,
                 "dead_letter_failed",
                 destination=self._dead_letter.id,
-                error=describe(exc),
+                error=self._describe(exc),
                 alert_id=alert_id,
             )
             return False

@@ -64,6 +64,7 @@ def documents(
         "AlertsDeadLettered": (summary.alerts_dead_lettered, "Count"),
         "AlertsHeld": (summary.alerts_held, "Count"),
         "AlertsDeduplicated": (summary.alerts_deduplicated, "Count"),
+        "DedupeErrors": (summary.dedupe_errors, "Count"),
         "ConfigErrors": (summary.config_errors, "Count"),
         "EventsUnrecognised": (summary.events_unrecognised, "Count"),
         "EvaluationSeconds": (round(summary.evaluation_seconds, 6), "Seconds"),

@@ -91,8 +91,9 @@ expression, and ``$name``; ``[]``, ``[e]``, ``{}``, ``{k: term, "k": term | term
 ascii_downcase ascii_upcase startswith endswith ltrimstr rtrimstr contains has test split/1
 join tojson fromjson flatten first last first(f) last(f) map IN any all isempty values nulls
 booleans numbers strings arrays objects iterables scalars`` (string/regex arguments must be
-literals, except ``contains(e)`` on strings; ``fromjson`` defers to libjq on any number or on
-text orjson rejects; ``flatten`` on arrays only).  ``test``
+literals, except ``contains(e)``, ``startswith(e)`` and ``endswith(e)`` on strings; ``tojson``
+defers to libjq on a float or an integer beyond 2**53 anywhere in its input; ``fromjson`` defers
+to libjq on any number or on text orjson rejects; ``flatten`` on arrays only).  ``test``
 accepts a conservative regex subset (literals, ``.``, anchors ``^ $ \\A``, groups, alternation,
 classes, ``\\d \\w \\s \\b`` and negations, greedy/lazy quantifiers; flags ``i``, ``g`` and a
 no-op ``x``).  Everything else makes the body unsupported; ``def``, ``reduce``, ``foreach``,
@@ -2171,13 +2172,40 @@ def _b_ascii_upcase() -> _Code:
 
 
 def _b_startswith(arg: _Node) -> _Code:
+    if not isinstance(arg, _Const):
+        return _string_pair_test(arg, str.startswith)
     prefix = _literal_str(arg)
     return _string_op(lambda s: s.startswith(prefix), True)
 
 
 def _b_endswith(arg: _Node) -> _Code:
+    if not isinstance(arg, _Const):
+        return _string_pair_test(arg, str.endswith)
     suffix = _literal_str(arg)
     return _string_op(lambda s: s.endswith(suffix), True)
+
+
+def _string_pair_test(
+    arg: _Node, test: Callable[[str, str], bool], containers_unsure: bool = False
+) -> _Code:
+    """``startswith(e)``, ``endswith(e)``, ``contains(e)`` with ``e`` computed (Sigma's field
+    references compare one field's text with another's), on strings: jq 1.8 raises an error for
+    anything else, except that ``contains`` of two non-strings is jq's recursive containment,
+    not modelled (``containers_unsure``)."""
+    code = _compile(arg)
+    if code.kind != _ONE:
+        raise _Unsupported("a string test of an expression with several outputs")
+    of = code.fn
+
+    def pair_test(x: Any) -> bool:
+        value = of(x)
+        if x.__class__ is str and value.__class__ is str:
+            return test(x, value)
+        if containers_unsure and x.__class__ is not str and value.__class__ is not str:
+            raise Fallback
+        raise _JqRuntimeError  # "... requires string inputs", "cannot have their containment ..."
+
+    return _Code(_ONE, pair_test, is_bool=True)
 
 
 def _b_ltrimstr(arg: _Node) -> _Code:
@@ -2196,21 +2224,7 @@ def _b_contains(arg: _Node) -> _Code:
     if isinstance(arg, _Const):
         needle = _literal_str(arg)
         return _string_op(lambda s: needle in s, True)
-    code = _compile(arg)
-    if code.kind != _ONE:
-        raise _Unsupported("contains() of an expression with several outputs")
-    of = code.fn
-
-    def contains(x: Any) -> bool:
-        value = of(x)
-        if x.__class__ is str and value.__class__ is str:
-            return value in x
-        if (x.__class__ is str) != (value.__class__ is str):
-            # A string and another kind: "cannot have their containment checked".
-            raise _JqRuntimeError
-        raise Fallback
-
-    return _Code(_ONE, contains, is_bool=True)
+    return _string_pair_test(arg, lambda s, needle: needle in s, containers_unsure=True)
 
 
 def _fromjson(x: Any) -> Any:
@@ -2481,10 +2495,38 @@ _JSON_ESCAPES: Final = {
 
 
 def _tojson(v: Any) -> str:
-    """jq's text for a scalar; containers and numbers it may print differently fall back."""
-    if v.__class__ is str:
+    """jq's text for a value; numbers it may print differently (floats, integers beyond 2**53)
+    fall back, anywhere in a container."""
+    t = v.__class__
+    if t is str:
         return '"' + v.translate(_JSON_ESCAPES) + '"'
+    if t is dict or t is list:
+        return _container_json(v)
     return _format(v)  # null, booleans and exact integers print as tostring does
+
+
+def _container_json(v: dict[str, Any] | list[Any]) -> str:
+    """jq's compact text of an array or object (what Sigma's `|contains` on an object field
+    reads): keys in the order they were read, as orjson writes them, strings escaped as jq does
+    (orjson leaves U+007F as is, jq writes it \\u007f; the rest is the same).  The walk is a
+    loop, not a recursion: a record may nest deeper than Python's stack."""
+    pending: list[Any] = [v]
+    while pending:
+        x = pending.pop()
+        t = x.__class__
+        if t is dict:
+            pending.extend(x.values())
+        elif t is list:
+            pending.extend(x)
+        elif t is float or (t is int and not -_EXACT <= x <= _EXACT):
+            raise Fallback  # jq prints the literal it read
+        elif t not in _TYPE_NAMES:
+            raise Fallback  # not a JSON value as orjson would decode it
+    try:
+        text = orjson.dumps(v).decode()
+    except orjson.JSONEncodeError:
+        raise Fallback from None  # nested beyond orjson's limit
+    return text.replace("\x7f", "\\u007f")
 
 
 def _b_tojson() -> _Code:
@@ -2928,7 +2970,7 @@ class _ReadsAnalysis:
             case "IN", 2:
                 self.used(self.flow(args[0], inp), self.flow(args[1], inp))
                 return _DET
-            case "contains", 1 if not isinstance(args[0], _Const):
+            case (("contains" | "startswith" | "endswith"), 1) if not isinstance(args[0], _Const):
                 self.used(self.flow(args[0], inp), inp)
                 return _DET
             case _ if name in _TYPE_SELECTORS and not args:

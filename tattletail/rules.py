@@ -282,6 +282,10 @@ class _Program:
                 gate = native  # decided entirely by indexed fields
             elif native.gate is not None:
                 gate = native.gate
+            elif native.evaluable and native.reads is not None:
+                # `select(c)` alone, on other fields (a converted Sigma rule on userAgent): its
+                # own gate, decided once per distinct value it reads; a match runs it again.
+                gate = native
         if indexed:
             for path in list(required):
                 if path in INDEX_PATHS:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tattletail import logs
+from tattletail import logs, redaction
 
 if TYPE_CHECKING:
     from tattletail.aws import AwsClients
@@ -135,14 +135,28 @@ class SecretResolver:
         self._environ = os.environ if environ is None else environ
         self._clock = clock
         self._values: dict[str, str] = {}
+        # Every value handed out, inline or resolved, in order: what error texts must not show.
+        self._revealed: dict[str, None] = {}
         self._failures: dict[str, tuple[float, str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         for name in _RESPONSE_LOGGERS:
             logger = logging.getLogger(name)
             if _HIDE_SECRET_RESPONSES not in logger.filters:
                 logger.addFilter(_HIDE_SECRET_RESPONSES)
+        logs.redact_every_record()
+
+    def revealed(self) -> tuple[str, ...]:
+        """Every secret value this resolver has handed out."""
+        return tuple(self._revealed)
 
     async def resolve(self, secret: Secret) -> str:
+        value = await self._resolve(secret)
+        if value not in self._revealed:
+            self._revealed[value] = None
+            redaction.remember(value)
+        return value
+
+    async def _resolve(self, secret: Secret) -> str:
         if not secret.is_reference:
             return secret.reveal()
         key = secret.reference

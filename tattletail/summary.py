@@ -22,6 +22,8 @@ class RunSummary:
     alerts_held: int = 0
     alerts_deduplicated: int = 0
     alerts_dead_lettered: int = 0
+    # Dedupe table calls that failed (the alert was still sent, or was not: see dispatch.py).
+    dedupe_errors: int = 0
     flood_summaries: int = 0
     rule_errors: int = 0
     # Rules quarantined during this run (each is reported once, when it is quarantined).
@@ -81,6 +83,7 @@ class RunSummary:
             "alerts_held": self.alerts_held,
             "alerts_deduplicated": self.alerts_deduplicated,
             "alerts_dead_lettered": self.alerts_dead_lettered,
+            "dedupe_errors": self.dedupe_errors,
             "flood_summaries": self.flood_summaries,
             "rule_errors": self.rule_errors,
             "rules_quarantined": self.rules_quarantined,

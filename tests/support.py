@@ -79,10 +79,19 @@ def serving(app: web.Application) -> Iterator[tuple[int, asyncio.AbstractEventLo
         await site.start()
         return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
+    async def stop() -> None:
+        await runner.cleanup()
+        # A reply still held back (a sender that timed out) ends here, not at exit with "Task
+        # was destroyed but it is pending".
+        held = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+
     try:
         yield asyncio.run_coroutine_threadsafe(start(), loop).result(10), loop
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()

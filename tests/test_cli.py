@@ -529,7 +529,7 @@ def test_every_example_in_the_help_is_a_command_the_parser_accepts(
     from tattletail.cli import build_parser
 
     examples = []
-    for argv in ([], ["scan"], ["validate"], ["test"]):
+    for argv in ([], ["scan"], ["validate"], ["test"], ["sigma"]):
         text = help_of(argv, capsys)
         section = text.split("examples:\n", 1)[1].split("\n\n", 1)[0]
         examples.extend(line.strip() for line in section.splitlines())

@@ -949,6 +949,8 @@ DECIDED_NATIVELY = [
     ("tojson", None),
     ("tojson", False),
     ("tojson", -12),
+    ("tojson", [1, None, {"b\u007f": ["x", True]}]),  # containers (tests/test_native_sigma.py)
+    ("tojson", {"a": 1}),
     ("map(.a)", [{"a": 1}, {"a": 2}]),
     ("map(.a)", {"x": {"a": 1}, "y": {"a": 2}}),
     ("map(.[]?)", [[1, 2], 3, [4]]),
@@ -995,8 +997,8 @@ LEFT_TO_LIBJQ = [
     ('join(",")', [2**60]),
     ('join(",")', {"a": "x"}),
     ("tojson", 1.5),
-    ("tojson", [1]),
-    ("tojson", {"a": 1}),
+    ("tojson", [1, 2.5]),  # a float anywhere in a container
+    ("tojson", {"a": 2**60}),
     ("[.[] | .a]", [{"a": 1}, 2]),
     ("{a: .x.y, b: empty}", {"x": "s"}),
     ("last(.[] | .a)", [{"a": 1}, 2]),

@@ -64,7 +64,10 @@ class DeliveryContext:
             import aiohttp
 
             self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._http_timeout)
+                timeout=aiohttp.ClientTimeout(total=self._http_timeout),
+                # A receiver's cookies are of no use to a webhook sender, and parsing them logs
+                # a malformed cookie's name (which the receiver chooses) at WARNING.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._http
 

@@ -3,25 +3,39 @@ policy: 2xx is delivered; 429 and 5xx are transient (with the service's Retry-Af
 answer is permanent; a refused connection, a reset or a timeout is transient.
 
 Errors name the destination's kind and the status, never the URL: a webhook URL is itself a
-credential, and a receiver's error page may echo it back, so the excerpt of the answer that
-is kept is scrubbed of the URL, its path and every secret sent.
+credential, and a receiver's error page may echo it back in any encoding. What an error keeps
+of an answer is safe by construction (the status, the body's length, and a digest keyed with the
+destination's own secrets, so equal answers can be told apart without the digest letting anyone
+test a guess of a secret) plus a short excerpt from which every secret the context holds, in any
+encoding, has been cut (see redaction.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from tattletail.destinations.base import DeliveryContext, DeliveryError
+from tattletail.redaction import Redactor, redactor
+
+if TYPE_CHECKING:
+    import aiohttp
 
 EXCERPT_CHARS = 200
-REDACTED = "[redacted]"
-# Shorter strings are not scrubbed: they would blank out ordinary words of the answer.
-_MIN_SCRUB_CHARS = 6
+# How much of an error answer is read (its length is reported up to this).
+BODY_LIMIT = 64 * 1024
+# How much of its start is searched for secrets to make the excerpt, and how much of that is
+# shown: the last characters searched may be the start of a secret cut off by the limit.
+EXCERPT_SOURCE_CHARS = 1024
+EXCERPT_SOURCE_KEPT = 896
+DIGEST_HEX = 16
 
 
 class HttpStatusError(DeliveryError):
@@ -60,24 +74,41 @@ def retry_after(value: str | None, now: Callable[[], float] = time.time) -> floa
     return seconds
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret (and a URL's path and query) replaced by [redacted]."""
-    for secret in _variants(secrets):
-        text = text.replace(secret, REDACTED)
-    return text
+def excerpt(body: bytes, secrets: Redactor) -> str:
+    """The start of an answer for a log line: decoded, secrets cut out, invisible characters
+    dropped, whitespace collapsed, cut to EXCERPT_CHARS. Checked again after the cut; if a
+    secret is still found, nothing of it is kept."""
+    text = body[: EXCERPT_SOURCE_CHARS * 4].decode("utf-8", "replace")
+    keep = EXCERPT_SOURCE_KEPT if len(text) > EXCERPT_SOURCE_CHARS else None
+    redacted = secrets.redact(text[:EXCERPT_SOURCE_CHARS], keep)
+    shown = " ".join(_visible(redacted).split())[:EXCERPT_CHARS]
+    if secrets.found_in(shown):
+        return secrets.marker
+    return shown or "(no body)"
 
 
-def _variants(secrets: Iterable[str]) -> list[str]:
-    found: set[str] = set()
-    for secret in secrets:
-        if not secret:
-            continue
-        found.add(secret)
-        if secret.startswith(("http://", "https://")):
-            parts = urlsplit(secret)
-            found.update({parts.path, parts.query, f"{parts.path}?{parts.query}"})
-    # Longest first, so a URL is replaced whole before its path is looked for.
-    return sorted((s for s in found if len(s) >= _MIN_SCRUB_CHARS), key=len, reverse=True)
+def digest(body: bytes, secrets: Iterable[str]) -> str:
+    """An HMAC of the whole answer keyed with the destination's secrets: stable for one
+    destination, and no use for testing a guess of a secret that the answer may hold."""
+    key = hashlib.sha256("\0".join(sorted(secrets)).encode()).digest()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()[:DIGEST_HEX]
+
+
+def _visible(text: str) -> str:
+    return "".join(
+        char for char in text if char.isspace() or unicodedata.category(char) not in ("Cc", "Cf")
+    )
+
+
+async def _read(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to `limit` bytes of the body (one read may return a single chunk)."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 def is_2xx(status: int) -> bool:
@@ -98,7 +129,8 @@ async def post(
     whether a retry may succeed. `what` names the destination kind in the error."""
     import aiohttp  # loaded by context.http already; see DeliveryContext.http
 
-    hidden = [url, *secrets]
+    own = [url, *secrets]
+    failure: tuple[str, bool] | None = None
     try:
         # A redirect is not followed: it would re-send the alert (and its secrets) elsewhere.
         async with context.http.post(
@@ -107,21 +139,27 @@ async def post(
             status = response.status
             if delivered(status):
                 return status
-            # Scrub the whole (bounded) body before cutting it: a cut could split a secret.
-            raw = await response.content.read(64 * 1024)
-            excerpt = scrub(raw.decode("utf-8", errors="replace"), hidden)
+            answer = await _read(response.content, BODY_LIMIT)
+            hidden = redactor(frozenset([*own, *context.secrets.revealed()]), hosts=True)
             transient = status == 429 or status >= 500
+            size = f"{len(answer)}{'+' if len(answer) >= BODY_LIMIT else ''} bytes"
             raise HttpStatusError(
-                f"{what} answered HTTP {status}: {' '.join(excerpt.split())[:EXCERPT_CHARS]}",
+                f"{what} answered HTTP {status}: {excerpt(answer, hidden)} "
+                f"({size}, digest {digest(answer, own)})",
                 status,
                 retryable=transient,
                 retry_after=retry_after(response.headers.get("Retry-After")) if transient else None,
             )
     except aiohttp.ClientError as exc:
-        # aiohttp's messages can carry the URL: name only the failure's kind.
-        raise DeliveryError(
+        # aiohttp's messages (and the exception itself) carry the URL: keep only the kind.
+        failure = (
             f"{what} request failed: {type(exc).__name__}",
-            retryable=isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError),
-        ) from None
+            isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError),
+        )
     except TimeoutError:
-        raise DeliveryError(f"{what} request timed out", retryable=True) from None
+        failure = (f"{what} request timed out", True)
+    # Raised outside the handler, so the new error holds no reference (__context__) to the
+    # original one and its URL.
+    assert failure is not None
+    message, retryable = failure
+    raise DeliveryError(message, retryable=retryable)

@@ -6,7 +6,8 @@ open PagerDuty alert instead of paging twice. PagerDuty answers 202 when it has 
 event; 429 and 5xx are retried (its documented retry advice), any other 4xx is permanent.
 
 The routing key (the integration key) is a secret: it is never logged and may be an `env:`,
-`ssm:` or `secretsmanager:` reference. `url` may point elsewhere (a proxy, a test stand-in).
+`ssm:` or `secretsmanager:` reference. `url` may point elsewhere (a proxy, a test stand-in);
+it is a secret too (a proxy's URL may carry a token).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tattletail.alerts import Alert
 from tattletail.destinations import http
 from tattletail.destinations.base import (
     DeliveryContext,
+    DeliveryError,
     Destination,
     DestinationConfigError,
     secret_setting,
@@ -95,14 +97,15 @@ class PagerDutyDestination(Destination):
     default_rate: ClassVar[float | None] = 2.0
     default_burst: ClassVar[int] = 10
     routing_key: Secret
-    url: str = EVENTS_URL
+    # None: EVENTS_URL. Another URL (a proxy) is a secret like a webhook's: it may hold a token.
+    url: Secret | None = None
 
     @classmethod
     def from_config(cls, dest_id: str, settings: Mapping[str, Any]) -> Self:
         problems: list[str] = []
         routing_key = secret_setting(settings, "routing_key", problems)
-        url = settings.get("url", EVENTS_URL)
-        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        url = secret_setting(settings, "url", problems, required=False)
+        if url is not None and not url.is_reference and not _is_http_url(url.reveal()):
             problems.append("destination.url must be an http(s) URL")
         if problems or routing_key is None:
             raise DestinationConfigError(problems)
@@ -110,11 +113,15 @@ class PagerDutyDestination(Destination):
 
     async def send(self, alert: Alert, context: DeliveryContext) -> None:
         routing_key = await context.reveal(self.routing_key)
+        url = EVENTS_URL if self.url is None else await context.reveal(self.url)
+        if not _is_http_url(url):
+            where = self.url.reference if self.url is not None else EVENTS_URL
+            raise DeliveryError(f"pagerduty: {where} is not an http(s) URL")
         body = render(alert, self.id, routing_key)
         try:
             await http.post(
                 context,
-                self.url,
+                url,
                 body,
                 {"Content-Type": "application/json"},
                 what="pagerduty",
@@ -123,4 +130,10 @@ class PagerDutyDestination(Destination):
         except http.HttpStatusError as exc:
             if exc.refused_credentials:
                 context.secrets.forget(self.routing_key)
+                if self.url is not None:
+                    context.secrets.forget(self.url)
             raise
+
+
+def _is_http_url(value: str) -> bool:
+    return value.startswith(("https://", "http://"))

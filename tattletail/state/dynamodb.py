@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
-import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tattletail import json_input
 from tattletail.aws import AwsClients
 from tattletail.json_output import dumps
 from tattletail.state.store import StateStore, StateUnavailable, Versioned
@@ -157,7 +157,7 @@ class _Conflict(Exception):
 
 def _decode(item: dict[str, Any]) -> Versioned:
     try:
-        state = orjson.loads(zlib.decompress(item[STATE]["B"]))
+        state = json_input.loads(zlib.decompress(item[STATE]["B"]))
         return Versioned(state, int(item[VERSION]["N"]))
     except (KeyError, ValueError, zlib.error) as exc:
         raise StateUnavailable(

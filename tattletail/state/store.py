@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from tattletail import json_input
 from tattletail.json_output import dumps
 
 
@@ -101,7 +100,7 @@ class InMemoryStore(StateStore):
         stored = self._items.get(key)
         if stored is None:
             return Versioned()
-        return Versioned(orjson.loads(stored[1]), stored[0])
+        return Versioned(json_input.loads(stored[1]), stored[0])
 
     async def put(
         self,

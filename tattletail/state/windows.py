@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from tattletail import json_input
 from tattletail.config import Dedup, Distinct, Stateful, Threshold
 from tattletail.config import Sequence as SequenceSpec
 from tattletail.destinations.budget import record_marker
@@ -345,7 +346,7 @@ def _dedup_alert(
         entry["reported"] = total
         previous = (earlier, entry["alert"])
     info = {
-        "key": orjson.loads(key.group),
+        "key": json_input.loads(key.group),
         "period": spec.period.text,
         "period_start": iso(start),
         "period_end": iso(start + spec.period.seconds),
@@ -525,7 +526,7 @@ def _outbox_entry(
 
 def _marker(record: bytes) -> bytes:
     """A record as its identifying fields (the whole record is in the log file, `source`)."""
-    decoded = orjson.loads(record)
+    decoded = json_input.loads(record)
     if decoded.get("truncated") is True and "original_size_bytes" in decoded:
         return record  # a marker already
     return orjson.dumps(record_marker(decoded, len(record)))
@@ -537,7 +538,7 @@ def _cut(text: str) -> str:
 
 def _group(key: StateKey) -> Any:
     """The group's value as an alert shows it (cut, as text, when it is very long)."""
-    return orjson.loads(key.group) if len(key.group) <= GROUP_CHARS else _cut(key.group)
+    return json_input.loads(key.group) if len(key.group) <= GROUP_CHARS else _cut(key.group)
 
 
 def _fold(period: dict[str, Any]) -> None:

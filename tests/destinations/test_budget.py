@@ -15,7 +15,7 @@ from tattletail.destinations.budget import (
     fit_message,
     record_marker,
 )
-from tattletail.destinations.http import retry_after, scrub
+from tattletail.destinations.http import retry_after
 from tattletail.records import RecordJSON
 from tests.destinations.destination_support import (
     CREATE_USER,
@@ -144,15 +144,6 @@ def test_ascii_line(text: str, expected: str) -> None:
 )
 def test_retry_after_reads_seconds_and_http_dates(header: str | None, expected: Any) -> None:
     assert retry_after(header, now=lambda: 2019686400.0) == expected
-
-
-def test_scrub_removes_urls_their_paths_and_secrets_but_not_short_words() -> None:
-    url = "https://hooks.example.com/services/T0/B0/t0k3n?sig=abcdef"
-    text = f"POST {url} failed; path /services/T0/B0/t0k3n; sig=abcdef; key hunter22; a b"
-
-    scrubbed = scrub(text, [url, "hunter22", "a"])
-
-    assert scrubbed == ("POST [redacted] failed; path [redacted]; [redacted]; key [redacted]; a b")
 
 
 def test_a_record_still_in_its_json_text_is_cut_to_its_marker_like_a_dict() -> None:

@@ -172,7 +172,7 @@ async def test_routing_key_may_come_from_the_environment(
 def test_defaults_are_pagerdutys_endpoint_and_120_events_a_minute() -> None:
     pager = PagerDutyDestination.build("Pager", {"routing_key": ROUTING_KEY})
 
-    assert pager.url == EVENTS_URL == "https://events.pagerduty.com/v2/enqueue"
+    assert pager.url is None and EVENTS_URL == "https://events.pagerduty.com/v2/enqueue"
     assert pager.rate() == (2.0, 10)
     assert ROUTING_KEY not in repr(pager) and ROUTING_KEY not in str(pager)
 

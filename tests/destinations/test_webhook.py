@@ -177,6 +177,40 @@ async def test_error_status_is_classified_and_never_names_the_url(
 
 
 @pytest.mark.parametrize(
+    "echo",
+    [
+        # The examples: the URL JSON-escaped and HTML-escaped, a token on its own...
+        lambda url, token: orjson.dumps(url).decode().replace("/", "\\/"),
+        lambda url, token: url.replace("&", "&amp;").replace("/", "&#x2F;"),
+        lambda url, token: f"invalid token {token}",
+        # ... percent-encoded (either case), in base64, upper-cased, a query value alone.
+        lambda url, token: url.replace("/", "%2f").replace("?", "%3F"),
+        lambda url, token: __import__("base64").b64encode(url.encode()).decode(),
+        lambda url, token: url.upper(),
+        lambda url, token: "bad signature sig=QueryS1gnature!",
+    ],
+    ids=["json", "html", "token", "percent", "base64", "upper", "query_value"],
+)
+async def test_an_answer_echoing_a_secret_in_any_encoding_shows_none_of_it(
+    receiver: HttpStandIn, echo: Any
+) -> None:
+    token = "Bearer-T0ken-Value-1234"
+    url = receiver.url(f"{HOOK_PATH}?sig=QueryS1gnature")
+    receiver.reply_next(400, body=f"upstream says: {echo(url, token)}")
+
+    async with delivery() as context:
+        with pytest.raises(DeliveryError) as raised:
+            await destination(url, headers={"Authorization": token}).send(make_alert(), context)
+
+    message = str(raised.value)
+    assert message.startswith("webhook answered HTTP 400: upstream says: ")
+    assert "[redacted]" in message and "127.0.0.1" not in message
+    for secret in ("T0K3N-in-the-path", "QueryS1gnature", token, "Value-1234"):
+        assert secret.lower() not in message.lower()
+    assert "base64" not in message and "aHR0c" not in message
+
+
+@pytest.mark.parametrize(
     ("header", "expected"),
     [
         ("2", 2.0),

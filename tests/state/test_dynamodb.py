@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tattletail.aws import AwsClients
+from tattletail.json_output import dumps
 from tattletail.state.dynamodb import DynamoDBStore
 from tattletail.state.store import InMemoryStore, StateStore, StateUnavailable, Versioned
 from tests.destinations.http_stand_in import refused_url
@@ -113,3 +114,24 @@ def test_an_item_that_is_not_ours_is_a_clear_error(table: Moto) -> None:
     )
     with pytest.raises(StateUnavailable, match="'k' is not Tattletail's"):
         run(lambda aws: DynamoDBStore(STATE_TABLE, aws).get("k", Counter()), table.endpoint)
+
+
+def test_both_stores_keep_values_orjson_cannot_write_or_read(table: Moto) -> None:
+    """A rule's annotation nested deeper than orjson reads or writes, and integers beyond 64
+    bits, are stored and read back by either store instead of failing the state stage.
+    (Integers beyond 64 bits come back as the double libjq computes with.)"""
+    deep: Any = "bottom"
+    for _ in range(1_500):
+        deep = [deep]
+    state = {"annotation": deep, "big": 2**70, "negative": -(2**63) - 1}
+
+    async def round_trip(store: StateStore) -> Any:
+        assert await store.put("k", state, 0, 2_000_000_000, Counter())
+        return (await store.get("k", Counter())).state
+
+    for stored in (
+        asyncio.run(round_trip(InMemoryStore())),
+        run(lambda aws: round_trip(DynamoDBStore(STATE_TABLE, aws)), table.endpoint),
+    ):
+        assert dumps(stored["annotation"]) == dumps(deep)
+        assert (stored["big"], stored["negative"]) == (float(2**70), float(-(2**63) - 1))
