@@ -36,8 +36,8 @@ from tattletail.cli import main
 from tattletail.daterange import TimeRange
 from tattletail.envelope import open_envelope
 from tattletail.listing import Listed, TrailLister
-from tests.conftest import Moto
 from tests.lambda_support import LambdaContext
+from tests.support import Moto
 from tests.trail_support import expected_keys, generate, load, record_for, s3_on_one_loop
 
 BUCKET = "org-trail"

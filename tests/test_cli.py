@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,10 +18,10 @@ from typing import Any
 import jq
 import orjson
 import pytest
-from conftest import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
 
 from tattletail import config
 from tattletail.cli import main
+from tests.support import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
 
 EXAMPLE_CONFIG = REPO / "config" / "tattletail.toml"
 INVICTUS = sorted((CLOUDTRAIL / "invictus").glob("*.json"))
@@ -31,7 +32,8 @@ INVICTUS_TRAIL = (
 )
 STRATUS_STOP = CLOUDTRAIL / "stratus-red-team" / "aws.defense-evasion.cloudtrail-stop.json"
 WEBHOOK = "https://hooks.slack.com/services/T0SECRET/B0SECRET/s3cr3tw3bh00kt0k3n"
-SUMMARY_WORDS = ("objects", "records", "matches", "rule errors", "failed inputs")
+# Singular stems: "1 object" and "2 objects" both hold "object".
+SUMMARY_WORDS = ("object", "record", "match", "rule error", "failed input")
 
 
 @pytest.fixture(autouse=True)
@@ -385,6 +387,157 @@ def test_scan_of_a_missing_bucket_is_a_failed_input_not_a_crash(
         line.startswith("tattletail: failed: s3://no-such-bucket/")
         for line in captured.err.splitlines()
     )
+
+
+# -- output formats -------------------------------------------------------------------------
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def expected_destinations() -> dict[str, list[str]]:
+    return {rule.name: list(rule.destinations) for rule in config.load_file(EXAMPLE_CONFIG).rules}
+
+
+def test_dry_run_json_names_the_destinations_each_alert_would_have_gone_to(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(SEED_LOG)])
+    captured = capsys.readouterr()
+
+    assert code == 0
+    routes = expected_destinations()
+    lines = [orjson.loads(line) for line in captured.out.splitlines()]
+    assert lines and all(line["destinations"] == routes[line["name"]] for line in lines)
+    summary = assert_summary_line(captured.err)
+    assert "dry run: nothing sent" in summary and "alerts sent" not in summary
+    assert "1 object, 3 records" in summary
+
+
+def test_text_format_prints_one_plain_line_per_alert_when_piped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["scan", "--dry-run", "--format", "text", "--config", str(EXAMPLE_CONFIG)]
+    code = run([*argv, str(INVICTUS_TRAIL)])
+    lines = capsys.readouterr().out.splitlines()
+
+    assert code == 0
+    files = {str(INVICTUS_TRAIL): INVICTUS_TRAIL.read_bytes()}
+    assert len(lines) == len(expected_alerts(files)) > 0
+    routes = expected_destinations()
+    for line in lines:
+        assert len(line) <= 200 and line.isprintable() and "\x1b" not in line
+        time, severity, rest = line.split(" ", 2)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", time) and severity == "MEDIUM"
+        rule = next(name for name in routes if rest.lstrip().startswith(name))
+        assert line.endswith("  -> " + ", ".join(routes[rule]))
+        assert re.search(r"  in \d{12}/us-east-1  -> ", line)
+
+
+def run_on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """The command as a process whose stdout is a pseudo-terminal, as a person runs it."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tattletail", *argv],
+        stdout=terminal,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TATTLETAIL_WORKERS": "1", "TERM": "xterm", **env},
+        cwd=REPO,
+    )
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the other end closed: the process has finished writing
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    code = process.wait(timeout=120)
+    # The terminal turns each \n into \r\n.
+    return code, b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+def test_on_a_terminal_dry_run_prints_text_one_line_per_alert(no_color: bool) -> None:
+    # An empty NO_COLOR counts as unset (no-color.org).
+    env = {"NO_COLOR": "1" if no_color else ""}
+    argv = ["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(SEED_LOG)]
+    code, out = run_on_a_terminal(argv, env)
+
+    assert code == 0, out
+    lines = out.splitlines()
+    files = {str(SEED_LOG): SEED_LOG.read_bytes()}
+    assert len(lines) == len(expected_alerts(files))
+    assert not any(line.startswith("{") for line in lines)
+    assert ("\x1b[" in out) is not no_color
+    for line in lines:
+        plain = SGR.sub("", line)
+        assert len(plain) <= 200 and plain.isprintable()
+    assert any("Create User - username: user1" in SGR.sub("", line) for line in lines)
+
+
+def test_format_and_all_without_what_they_apply_to_are_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["scan", "--config", str(EXAMPLE_CONFIG)]
+    assert run([*base, "--format", "text", str(SEED_LOG)]) == 2
+    assert "--format applies to --dry-run" in assert_one_line_error(capsys.readouterr().err)
+    assert run([*base, "--dry-run", "--all", str(SEED_LOG)]) == 2
+    assert "--all applies to --summary" in assert_one_line_error(capsys.readouterr().err)
+
+
+def test_scan_without_a_config_points_at_the_config_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(["scan", "--dry-run", str(SEED_LOG)]) == 2
+    line = assert_one_line_error(capsys.readouterr().err)
+    assert "no config: tattletail.toml does not exist" in line and "--config PATH" in line
+
+
+# -- help -----------------------------------------------------------------------------------
+
+
+def help_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert run([*argv, "--help"]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["scan", "validate", "test"])
+def test_help_of_each_command_has_examples_exit_codes_and_the_real_config_default(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = help_of([command], capsys)
+
+    assert "examples:\n  tattletail " + command in text
+    codes = text.split("exit codes:\n", 1)[1]
+    assert [line.split()[0] for line in codes.splitlines() if line[:3].strip()] == ["0", "1", "2"]
+    flat = " ".join(text.split())
+    assert "$TATTLETAIL_CONFIG when set, else ./tattletail.toml" in flat
+    assert ("S3_CONFIG_BUCKET/S3_CONFIG_PATH when both are set" in flat) is (command == "scan")
+
+
+def test_every_example_in_the_help_is_a_command_the_parser_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shlex
+
+    from tattletail.cli import build_parser
+
+    examples = []
+    for argv in ([], ["scan"], ["validate"], ["test"], ["sigma"]):
+        text = help_of(argv, capsys)
+        section = text.split("examples:\n", 1)[1].split("\n\n", 1)[0]
+        examples.extend(line.strip() for line in section.splitlines())
+    assert len(examples) >= 12
+    for example in examples:
+        words = shlex.split(example.split(" > ", 1)[0])
+        words = words[next(n for n, w in enumerate(words) if w == "tattletail") + 1 :]
+        build_parser().parse_args(words)  # a usage error would exit 2 here
 
 
 # -- hostile records (issue 10) -------------------------------------------------------------

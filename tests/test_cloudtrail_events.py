@@ -27,8 +27,8 @@ from tattletail.objects import ObjectRef
 from tattletail.service import Service
 from tattletail.settings import Settings
 from tattletail.summary import RunSummary
-from tests.conftest import CLOUDTRAIL, REGION, REPO, SEED_LOG, Moto, SlackStandIn, gzipped
 from tests.lambda_support import BUCKET, SEED_KEY, LambdaContext, put_seed_log, s3_event
+from tests.support import CLOUDTRAIL, REGION, REPO, SEED_LOG, Moto, SlackStandIn, gzipped
 
 SAMPLES = Path(__file__).resolve().parent / "cloudtrail_events"
 TEMPLATE = REPO / "deploy" / "template.yaml"

@@ -299,7 +299,7 @@ destinations = []
     assert alert["title"] == "IAM user mallory created"
     assert alert["tags"] == ["T1136.003"]
     assert alert["runbook"] == "Ask alice."
-    assert "1 matches, 1 suppressed" in err.splitlines()[-1]
+    assert "1 match, 1 suppressed" in err.splitlines()[-1]
 
 
 def test_disabled_rule_never_alerts_in_a_scan(

@@ -16,9 +16,9 @@ from typing import Any
 import jq
 import orjson
 import pytest
-from conftest import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
 
 from tattletail.cli import main
+from tests.support import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
 
 INVICTUS = sorted((CLOUDTRAIL / "invictus").glob("*.json"))
 RULES = """
