@@ -185,10 +185,10 @@ def _footer(summary: RunSummary, rows: list[RuleRow], hidden: int) -> list[str]:
         first = shorten(one_line(summary.first_event_time), 25)
         last = shorten(one_line(summary.last_event_time), 25)
         scanned += f", from {first} to {last}"
-    if summary.records_out_of_range:
-        scanned += f" ({plural(summary.records_out_of_range, 'other')} outside --since/--until)"
     active = sum(1 for row in rows if row.active)
     rules = f"{plural(len(rows), 'enabled rule')}, {active} with matches or errors"
     if hidden:
         rules += f"; {hidden} others not shown (--all shows them)"
-    return [scanned, rules]
+    outside = summary.records_out_of_range
+    left_out = [f"{plural(outside, 'record')} outside --since/--until left out"] if outside else []
+    return [scanned, *left_out, rules]

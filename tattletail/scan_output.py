@@ -114,10 +114,10 @@ def text_line(
     record = alert.record
     time = one_line(_field(record, "eventTime") or "-")[:25]
     severity = one_line(alert.severity.upper())[:SEVERITY_WIDTH].ljust(SEVERITY_WIDTH)
-    # Where the alert says the event happened (the log file's key or the EventBridge event, as
-    # destinations show it), else where the record says.
-    account = alert.account or _field(record, "recipientAccountId")
-    region = alert.region or _field(record, "awsRegion")
+    # Where the record says the event happened, else where the alert does (from the log file's
+    # key or the EventBridge event): a record copied under another account's folder keeps its own.
+    account = _field(record, "recipientAccountId") or alert.account
+    region = _field(record, "awsRegion") or alert.region
     # A whole ARN is cut in the middle, to keep its account and its name; `user/alice` or
     # `assumed-role/name/session` at the end.
     actor = _actor(record, account)

@@ -521,6 +521,53 @@ def test_help_of_each_command_has_examples_exit_codes_and_the_real_config_defaul
     assert ("S3_CONFIG_BUCKET/S3_CONFIG_PATH when both are set" in flat) is (command == "scan")
 
 
+def test_help_of_backfill_has_examples_and_its_exit_codes_with_the_interrupted_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = help_of(["backfill"], capsys)
+
+    assert "examples:\n  tattletail backfill s3://" in text
+    codes = text.split("exit codes:\n", 1)[1]
+    assert [line.split()[0] for line in codes.splitlines() if line[:3].strip()] == [
+        "0",
+        "1",
+        "2",
+        "130",
+    ]
+
+
+def test_scan_help_documents_the_scope_flags_and_standard_input(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = help_of(["scan"], capsys)
+    flat = " ".join(text.split())
+    for flag in ("--since DATE", "--until DATE", "--rule NAME"):
+        assert flag in flat
+    examples = text.split("examples:\n", 1)[1].split("\n\n", 1)[0]
+    assert "--since" in examples and "--rule" in examples and "scan --dry-run -" in examples
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["scan", "x.json"],
+        ["backfill", "s3://b/", "--since", "2024-01-01", "--until", "2024-01-02", "--queue", "q"],
+        ["validate"],
+        ["test"],
+        ["sigma", "check", "rules/"],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
+def test_verbose_is_accepted_before_and_after_every_subcommand(argv: list[str]) -> None:
+    from tattletail.cli import build_parser
+
+    parse = build_parser().parse_args
+    where = 2 if argv[0] == "sigma" else 1
+    assert parse(argv).verbose is False
+    assert parse(["-v", *argv]).verbose is True
+    assert parse([*argv[:where], "-v", *argv[where:]]).verbose is True
+
+
 def test_every_example_in_the_help_is_a_command_the_parser_accepts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -529,7 +576,7 @@ def test_every_example_in_the_help_is_a_command_the_parser_accepts(
     from tattletail.cli import build_parser
 
     examples = []
-    for argv in ([], ["scan"], ["validate"], ["test"], ["sigma"]):
+    for argv in ([], ["scan"], ["backfill"], ["validate"], ["test"], ["sigma"]):
         text = help_of(argv, capsys)
         section = text.split("examples:\n", 1)[1].split("\n\n", 1)[0]
         examples.extend(line.strip() for line in section.splitlines())

@@ -69,6 +69,23 @@ def test_principal_of_the_records_account_is_shown_without_its_arn_prefix() -> N
     assert "  by arn:aws:iam::999999999999:user/mallory  in " in text_line(make_alert(record))
 
 
+def test_account_and_region_come_from_the_record_else_from_the_alert() -> None:
+    """An alert carries the account and region of its log file's key or EventBridge event
+    (issue 15): the line shows them when the record lacks its own, and the record's otherwise."""
+    bare = {k: v for k, v in CREATE_USER.items() if k not in ("recipientAccountId", "awsRegion")}
+    placed = dataclasses.replace(make_alert(bare), account="111111111111", region="eu-west-1")
+    assert text_line(placed).endswith("  in 111111111111/eu-west-1")
+    assert text_line(make_alert(bare)).endswith(CREATE_USER["sourceIPAddress"])
+    own = dataclasses.replace(make_alert(), account="111111111111", region="eu-west-1")
+    assert text_line(own).endswith(
+        f"  in {CREATE_USER['recipientAccountId']}/{CREATE_USER['awsRegion']}"
+    )
+    # The principal's ARN is shortened against the account shown, whichever told it.
+    bare["userIdentity"] = {"arn": "arn:aws:iam::111111111111:user/alice"}
+    placed = dataclasses.replace(make_alert(bare), account="111111111111")
+    assert "  by user/alice  " in text_line(placed)
+
+
 def test_text_line_prefers_the_title_and_shows_a_structured_match_as_json() -> None:
     assert " - IAM user created: bob  by " in text_line(make_alert(title="IAM user created: bob"))
     line = text_line(make_alert(match={"user": "bob", "n": 2}))

@@ -271,3 +271,75 @@ def test_an_s3_prefix_of_copied_files_is_listed_and_filtered_by_eventtime(
 
     assert inside == outside == 0
     assert len(alerts_of(out_inside)) == 3 and alerts_of(out_outside) == []
+
+
+# -- the scope with i12's output formats ------------------------------------------------------
+
+
+def organisation_trail_copy(root: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The seed log's records under an organisation trail's key layout, a minute apart, each
+    with its own eventID and without the fields that say where they happened: only the key
+    tells (account 111111111111, eu-west-1)."""
+    folder = root / "AWSLogs/o-a1b2c3d4e5/111111111111/CloudTrail/eu-west-1/2021/07/10"
+    folder.mkdir(parents=True)
+    placed = [
+        {
+            **{k: v for k, v in record.items() if k not in ("recipientAccountId", "awsRegion")},
+            "eventID": f"event-{n}",
+            "eventTime": f"2021-07-10T16:4{n}:00Z",
+        }
+        for n, record in enumerate(records([SEED_LOG]))
+    ]
+    log = folder / "111111111111_CloudTrail_eu-west-1_20210710T1645Z_seed.json.gz"
+    log.write_bytes(gzipped(orjson.dumps({"Records": placed})))
+    return root / "AWSLogs", placed
+
+
+def test_text_of_a_scoped_scan_is_one_line_per_alert_placed_by_the_trail_key(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trail, placed = organisation_trail_copy(tmp_path)
+    times = sorted(record["eventTime"] for record in placed)
+    scope = ["--since", times[1], "--until", times[-1], "--rule", "Every event"]
+
+    text = run(
+        ["scan", "--dry-run", "--format", "text", "--config", str(config), *scope, str(trail)]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    as_json = run(
+        ["scan", "--dry-run", "--format", "json", "--config", str(config), *scope, str(trail)]
+    )
+    alerts = alerts_of(capsys.readouterr().out)
+
+    assert text == as_json == 0
+    wanted = sorted(r["eventID"] for r in placed if times[1] <= r["eventTime"] <= times[-1])
+    assert len(wanted) == len(placed) - 1
+    assert sorted(a["record"]["eventID"] for a in alerts) == wanted
+    assert {(a["account"], a["region"]) for a in alerts} == {("111111111111", "eu-west-1")}
+    assert len(lines) == len(wanted)
+    assert all(" Every event - " in line for line in lines)
+    assert all(line.endswith("  in 111111111111/eu-west-1  -> Out") for line in lines)
+
+
+def test_summary_of_a_scoped_scan_counts_what_the_range_left_out(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trail, placed = organisation_trail_copy(tmp_path)
+    last = max(record["eventTime"] for record in placed)
+    scope = ["--since", last, "--rule", "Every event", str(trail)]
+
+    text = run(["scan", "--summary", "--all", "--config", str(config), *scope])
+    report = capsys.readouterr().out
+    as_json = run(["scan", "--summary", "--format", "json", "--config", str(config), *scope])
+    document = orjson.loads(capsys.readouterr().out)
+
+    assert text == as_json == 0
+    inside = sum(1 for record in placed if record["eventTime"] >= last)
+    outside = len(placed) - inside
+    assert f"{inside} record" in report and f"from {last} to {last}" in report
+    assert f"{outside} records outside --since/--until left out" in report
+    # Only the rule named is enabled: the others are not rows, even with --all.
+    assert "Console login" not in report and "Tuning" not in report
+    assert document["records"] == inside and document["records_out_of_range"] == outside
+    assert [rule["name"] for rule in document["rules"]] == ["Every event"]
+    assert document["rules"][0]["alerts"] == inside
