@@ -5,6 +5,8 @@
 - `slack`: a local aiohttp server that answers like Slack's incoming webhooks (200 "ok"), or with
   scripted failures (429 + Retry-After, 4xx, 5xx).
 - `runtime_api`: a local Lambda Runtime API that hands out queued events (tests/lambda_support.py).
+- `cli_environment`: the CLI run in-process (`tests.support.run_cli`) with one worker and none
+  of the machine's config or log-level variables.
 """
 
 from __future__ import annotations
@@ -111,6 +113,15 @@ def slack(slack_server: SlackStandIn) -> SlackStandIn:
         slack_server.requests.clear()
         slack_server.script.clear()
     return slack_server
+
+
+@pytest.fixture
+def cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One worker keeps each scan's pool cheap (each worker compiles every rule); nothing from
+    # the machine's environment names a config or turns logging on.
+    monkeypatch.setenv("TATTLETAIL_WORKERS", "1")
+    for name in ("TATTLETAIL_CONFIG", "S3_CONFIG_BUCKET", "S3_CONFIG_PATH", "TATTLETAIL_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -64,6 +64,17 @@ def gzipped(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
+def run_cli(argv: list[str]) -> int:
+    """`tattletail ARGV` in this process: main()'s exit code, whether it returns it or argparse
+    raises SystemExit (usage errors, --help)."""
+    from tattletail.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
 @contextmanager
 def serving(app: web.Application) -> Iterator[tuple[int, asyncio.AbstractEventLoop]]:
     """Serve `app` on 127.0.0.1, on a free port, from a thread and event loop of its own (so

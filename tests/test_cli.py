@@ -20,8 +20,9 @@ import orjson
 import pytest
 
 from tattletail import config
-from tattletail.cli import main
-from tests.support import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
+from tests.support import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped, run_cli
+
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 EXAMPLE_CONFIG = REPO / "config" / "tattletail.toml"
 INVICTUS = sorted((CLOUDTRAIL / "invictus").glob("*.json"))
@@ -30,26 +31,11 @@ INVICTUS_TRAIL = (
     / "invictus"
     / "218007301253_CloudTrail_us-east-1_20230710T1205Z_SjF3IkuNXJkoHyar.json"
 )
+
 STRATUS_STOP = CLOUDTRAIL / "stratus-red-team" / "aws.defense-evasion.cloudtrail-stop.json"
 WEBHOOK = "https://hooks.slack.com/services/T0SECRET/B0SECRET/s3cr3tw3bh00kt0k3n"
 # Singular stems: "1 object" and "2 objects" both hold "object".
 SUMMARY_WORDS = ("object", "record", "match", "rule error", "failed input")
-
-
-@pytest.fixture(autouse=True)
-def _cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    # One worker keeps each scan's pool cheap; nothing from the machine's environment leaks in.
-    monkeypatch.setenv("TATTLETAIL_WORKERS", "1")
-    for name in ("TATTLETAIL_CONFIG", "S3_CONFIG_BUCKET", "S3_CONFIG_PATH", "TATTLETAIL_LOG_LEVEL"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def run(argv: list[str]) -> int:
-    """main()'s exit code, whether it returns it or argparse raises SystemExit."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
 
 
 def records_of(data: bytes) -> list[dict[str, Any]]:
@@ -148,7 +134,7 @@ def test_scan_dry_run_of_a_directory_prints_every_alert_of_every_log_file_in_it(
     tree: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     root, files = tree
-    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(root)])
+    code = run_cli(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(root)])
     captured = capsys.readouterr()
 
     assert code == 0, captured.err
@@ -172,7 +158,7 @@ def test_scan_exits_1_naming_each_failed_input_while_good_files_still_alert(
     corrupt.write_bytes(gzipped(SEED_LOG.read_bytes())[:-40])
     missing = tmp_path / "missing.json"
 
-    code = run(
+    code = run_cli(
         [
             "scan",
             "--dry-run",
@@ -202,7 +188,7 @@ def test_scan_with_a_broken_config_exits_2_with_one_line_and_no_alerts(
     broken = tmp_path / "broken.toml"
     broken.write_text("[[rule]]\nname = 'x'\njq_match =\n")
 
-    code = run(["scan", "--dry-run", "--config", str(broken), str(SEED_LOG)])
+    code = run_cli(["scan", "--dry-run", "--config", str(broken), str(SEED_LOG)])
     captured = capsys.readouterr()
 
     assert code == 2
@@ -215,7 +201,7 @@ def test_scan_with_a_broken_config_exits_2_with_one_line_and_no_alerts(
 def test_scan_with_a_missing_config_exits_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run(["scan", "--dry-run", "--config", str(tmp_path / "nope.toml"), str(SEED_LOG)])
+    code = run_cli(["scan", "--dry-run", "--config", str(tmp_path / "nope.toml"), str(SEED_LOG)])
     captured = capsys.readouterr()
 
     assert code == 2
@@ -237,7 +223,7 @@ def test_scan_with_a_missing_config_exits_2_with_one_line(
 def test_usage_error_exits_2_with_a_one_line_message(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run(argv)
+    code = run_cli(argv)
     captured = capsys.readouterr()
 
     assert code == 2
@@ -249,7 +235,7 @@ def test_bad_environment_exits_2_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TATTLETAIL_WORKERS", "none")
-    code = run(["validate", "--config", str(EXAMPLE_CONFIG)])
+    code = run_cli(["validate", "--config", str(EXAMPLE_CONFIG)])
     captured = capsys.readouterr()
 
     assert code == 2
@@ -260,7 +246,7 @@ def test_bad_environment_exits_2_naming_the_variable(
 
 
 def test_validate_exits_0_on_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
-    code = run(["validate", "--config", str(EXAMPLE_CONFIG)])
+    code = run_cli(["validate", "--config", str(EXAMPLE_CONFIG)])
     captured = capsys.readouterr()
 
     assert code == 0
@@ -273,7 +259,7 @@ def test_validate_takes_the_config_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TATTLETAIL_CONFIG", str(EXAMPLE_CONFIG))
-    assert run(["validate"]) == 0
+    assert run_cli(["validate"]) == 0
     assert str(EXAMPLE_CONFIG) in capsys.readouterr().out
 
 
@@ -300,7 +286,7 @@ webhook_url = "{WEBHOOK}"
 channel = "#alerts"
 """
     )
-    code = run(["validate", "--config", str(bad)])
+    code = run_cli(["validate", "--config", str(bad)])
     captured = capsys.readouterr()
 
     assert code == 2
@@ -363,7 +349,7 @@ def test_scan_of_an_s3_prefix_evaluates_every_object_under_it(
         Body=gzipped(b'{"digestStartTime": "2023-07-10T11:00:00Z"}'),
     )
 
-    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://trail/AWSLogs/"])
+    code = run_cli(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://trail/AWSLogs/"])
     captured = capsys.readouterr()
 
     assert code == 0, captured.err
@@ -378,7 +364,7 @@ def test_scan_of_an_s3_prefix_evaluates_every_object_under_it(
 def test_scan_of_a_missing_bucket_is_a_failed_input_not_a_crash(
     moto: Moto, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://no-such-bucket/"])
+    code = run_cli(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://no-such-bucket/"])
     captured = capsys.readouterr()
 
     assert code == 1
@@ -401,7 +387,7 @@ def expected_destinations() -> dict[str, list[str]]:
 def test_dry_run_json_names_the_destinations_each_alert_would_have_gone_to(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(SEED_LOG)])
+    code = run_cli(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(SEED_LOG)])
     captured = capsys.readouterr()
 
     assert code == 0
@@ -417,7 +403,7 @@ def test_text_format_prints_one_plain_line_per_alert_when_piped(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = ["scan", "--dry-run", "--format", "text", "--config", str(EXAMPLE_CONFIG)]
-    code = run([*argv, str(INVICTUS_TRAIL)])
+    code = run_cli([*argv, str(INVICTUS_TRAIL)])
     lines = capsys.readouterr().out.splitlines()
 
     assert code == 0
@@ -484,9 +470,9 @@ def test_format_and_all_without_what_they_apply_to_are_usage_errors(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     base = ["scan", "--config", str(EXAMPLE_CONFIG)]
-    assert run([*base, "--format", "text", str(SEED_LOG)]) == 2
+    assert run_cli([*base, "--format", "text", str(SEED_LOG)]) == 2
     assert "--format applies to --dry-run" in assert_one_line_error(capsys.readouterr().err)
-    assert run([*base, "--dry-run", "--all", str(SEED_LOG)]) == 2
+    assert run_cli([*base, "--dry-run", "--all", str(SEED_LOG)]) == 2
     assert "--all applies to --summary" in assert_one_line_error(capsys.readouterr().err)
 
 
@@ -494,7 +480,7 @@ def test_scan_without_a_config_points_at_the_config_option(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert run(["scan", "--dry-run", str(SEED_LOG)]) == 2
+    assert run_cli(["scan", "--dry-run", str(SEED_LOG)]) == 2
     line = assert_one_line_error(capsys.readouterr().err)
     assert "no config: tattletail.toml does not exist" in line and "--config PATH" in line
 
@@ -503,7 +489,7 @@ def test_scan_without_a_config_points_at_the_config_option(
 
 
 def help_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert run([*argv, "--help"]) == 0
+    assert run_cli([*argv, "--help"]) == 0
     return capsys.readouterr().out
 
 
@@ -591,7 +577,7 @@ def test_every_example_in_the_help_is_a_command_the_parser_accepts(
 
 
 def _scan_lines(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    code = run(argv)
+    code = run_cli(argv)
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "Traceback" not in captured.err
@@ -655,7 +641,7 @@ def test_scan_writes_integers_beyond_64_bits_in_a_rule_output_as_libjq_does(
         + '[[destination]]\nid = "out"\ntype = "stdout"\n'
     )
 
-    code = run(["scan", "--dry-run", "--config", str(rules), str(path)])
+    code = run_cli(["scan", "--dry-run", "--config", str(rules), str(path)])
     captured = capsys.readouterr()
 
     assert code == 0 and "Traceback" not in captured.err

@@ -24,20 +24,14 @@ from tattletail import config
 from tattletail.cli import main
 from tests.support import CLOUDTRAIL, REPO
 
+pytestmark = pytest.mark.usefixtures("cli_environment")
+
 PACK_CONFIG = REPO / "config" / "tattletail-pack.toml"
 ORIGINAL_CONFIG = REPO / "config" / "tattletail.toml"
 SAMPLES = REPO / "config" / "samples"
 STRATUS = CLOUDTRAIL / "stratus-red-team"
 INVICTUS = CLOUDTRAIL / "invictus"
 NOISE_BAR = 0.02
-
-
-@pytest.fixture(autouse=True)
-def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    # One worker: each worker compiles the whole pack, which costs more than it saves here.
-    monkeypatch.setenv("TATTLETAIL_WORKERS", "1")
-    for name in ("TATTLETAIL_CONFIG", "S3_CONFIG_BUCKET", "S3_CONFIG_PATH", "TATTLETAIL_LOG_LEVEL"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,7 @@ import pytest
 from tattletail.cli import main
 from tattletail.progress import Progress, render
 
-
-@pytest.fixture(autouse=True)
-def _one_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TATTLETAIL_WORKERS", "1")
-    for name in ("TATTLETAIL_CONFIG", "S3_CONFIG_BUCKET", "S3_CONFIG_PATH", "TATTLETAIL_LOG_LEVEL"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 
 def record(
