@@ -120,6 +120,8 @@ def test_each_cloudtrail_event_is_evaluated_at_once_with_no_s3_read(
     assert response["events"] == 1 and response["objects"] == 0
     assert response["alerts_sent"] == 1 and response["objects_failed"] == 0
     detail = event["detail"]
+    # The time range of the records read covers inline events too.
+    assert response["first_event_time"] == response["last_event_time"] == detail["eventTime"]
     assert alert["record"] == detail
     assert alert["match"] == f"{detail['eventSource']} {detail['eventName']}"
     assert alert["source"] == f"eventbridge:{event['id']}"
