@@ -419,7 +419,7 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
                 "tattletail scan --config config/tattletail-pack.toml --summary config/samples",
                 "tattletail scan --summary --all --format json config/samples > noise.json",
                 "tattletail scan --dry-run --since 2024-03-01 --until 2024-03-07 "
-                "--rule 'Root account activity' s3://trail-bucket/AWSLogs/",
+                "--rule 'Root user access key created' s3://trail-bucket/AWSLogs/",
                 "aws s3 cp s3://trail-bucket/KEY.json.gz - | tattletail scan --dry-run -",
             ],
             [
