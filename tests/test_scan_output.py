@@ -142,6 +142,9 @@ def test_hostile_characters_in_any_field_cannot_reach_the_terminal(hostile: str)
     alert = make_alert(record, name=evil, match=evil, severity=evil, destinations=(evil,))
     line = visible(text_line(alert, (evil,), colour=True))
     assert_one_safe_line(line)
+    # The alert's own account and region (an EventBridge event's, when the record has none).
+    placed = dataclasses.replace(make_alert({}), account=evil, region=evil)
+    assert_one_safe_line(visible(text_line(placed, (evil,), colour=True)))
     decoded = orjson.loads(json_line(alert, (evil,)))
     assert decoded["record"] == record and decoded["destinations"] == [evil]
 
@@ -178,6 +181,7 @@ def records() -> st.SearchStrategy[dict[str, Any]]:
     title=st.one_of(st.none(), st.text()),
     destinations=st.lists(st.text(), max_size=4),
     colour=st.booleans(),
+    place=st.tuples(st.one_of(st.none(), st.text()), st.one_of(st.none(), st.text())),
 )
 def test_any_record_gives_one_printable_line_of_at_most_200_characters(
     record: dict[str, Any],
@@ -186,9 +190,14 @@ def test_any_record_gives_one_printable_line_of_at_most_200_characters(
     title: str | None,
     destinations: list[str],
     colour: bool,
+    place: tuple[str | None, str | None],
 ) -> None:
     alert = dataclasses.replace(
-        make_alert(record, name=name, match=match), title=title, destinations=tuple(destinations)
+        make_alert(record, name=name, match=match),
+        title=title,
+        destinations=tuple(destinations),
+        account=place[0],
+        region=place[1],
     )
     line = text_line(alert, tuple(destinations), colour=colour)
     assert_one_safe_line(visible(line))
