@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jq
 import orjson
 import pytest
 
 from tattletail import config
-from tattletail.native import NO_OUTPUT
-from tattletail.rules import Match, RuleSet, RuleSource, interpret
-from tests.conftest import REPO, SHARED_DATA, real_records
+from tattletail.rules import RuleSet, RuleSource
+from tests.engine_support import engine_result, libjq_truth, typed
+from tests.support import REPO, SHARED_DATA, real_records
 
 RULE_FILES = [
     REPO / "config" / "tattletail.toml",
@@ -39,38 +38,6 @@ def panther_events() -> list[dict[str, Any]]:
     path = SHARED_DATA / "detections" / "panther-cloudtrail-tests.jsonl"
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
     return [line["log"] for line in lines if line.get("is_cloudtrail_event")]
-
-
-def libjq_truth(sources: list[RuleSource], records: list[dict[str, Any]]) -> tuple:
-    """Matches and error counts computed with libjq alone, straight from the contract."""
-    programs = [jq.compile(source.jq_match) for source in sources]
-    matches: list[tuple[int, int, Any]] = []
-    errors: dict[int, int] = {}
-    for position, record in enumerate(records):
-        text = orjson.dumps(record).decode()
-        for rule_index, program in enumerate(programs):
-            outputs = iter(program.input_text(text))
-            try:
-                first = next(outputs)
-            except StopIteration:
-                first = NO_OUTPUT
-            except ValueError:
-                errors[rule_index] = errors.get(rule_index, 0) + 1
-                continue
-            matched, annotation = interpret(first, record)
-            if matched:
-                matches.append((position, rule_index, annotation))
-    return matches, errors
-
-
-def engine_result(matches: list[Match], records: list[dict[str, Any]]) -> list[tuple]:
-    position = {id(record): n for n, record in enumerate(records)}
-    return [(position[id(m.record)], m.rule_index, m.annotation) for m in matches]
-
-
-def typed(value: Any) -> Any:
-    """A JSON value with bool and number kept apart (True == 1 in Python, not in jq)."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 @pytest.mark.parametrize("rules_file", RULE_FILES, ids=lambda p: p.name)
