@@ -27,9 +27,11 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 import jq
+import orjson
 
 from tattletail.destinations import DESTINATION_TYPES, Destination, DestinationConfigError
 from tattletail.rules import Suppression
+from tattletail.text import did_you_mean
 
 RULE_KEYS = {
     "name": "a short name, shown as the alert's title",
@@ -318,12 +320,13 @@ def parse(text: str, source: str = "tattletail.toml", path: Path | None = None) 
     for file in files:
         allowed = TOP_LEVEL_KEYS if file.top else INCLUDED_FILE_KEYS
         for key in sorted(set(file.document) - allowed):
-            hint = (
-                "expected [[rule]] and [[destination]] tables"
-                if file.top or key not in TOP_LEVEL_KEYS
-                else "only the top config file may set it"
-            )
-            problems.append(f"{file.prefix}unknown top-level key {key!r} ({hint})")
+            if not file.top and key in TOP_LEVEL_KEYS:
+                hint = " (only the top config file may set it)"
+            else:
+                hint = (
+                    did_you_mean(key, allowed) or " (expected [[rule]] and [[destination]] tables)"
+                )
+            problems.append(f"{file.prefix}unknown top-level key {key!r}{hint}")
 
     destinations: dict[str, Destination] = {}
     seen_ids: set[str] = set()
@@ -442,7 +445,9 @@ def _default_destinations(value: Any, declared: set[str], problems: list[str]) -
         return ()
     for name in value:
         if name not in declared:
-            problems.append(f"default_destinations: unknown destination {name!r}")
+            problems.append(
+                f"default_destinations: unknown destination {name!r}{did_you_mean(name, declared)}"
+            )
     return tuple(dict.fromkeys(value))
 
 
@@ -452,7 +457,10 @@ def _dead_letter(
     if value is None:
         return None
     if not isinstance(value, str) or value not in declared:
-        problems.append(f"dead_letter: {value!r} is not the id of a [[destination]]")
+        problems.append(
+            f"dead_letter: {value!r} is not the id of a [[destination]]"
+            + did_you_mean(value, declared)
+        )
         return None
     destination = destinations.get(value)
     if destination is not None and not destination.can_dead_letter:
@@ -496,15 +504,15 @@ def _destinations(
         kind = DESTINATION_TYPES.get(dest_type) if isinstance(dest_type, str) else None
         if kind is None:
             known = ", ".join(sorted(DESTINATION_TYPES))
-            problems.append(f"{where}: invalid destination type {dest_type!r} (known: {known})")
+            suggestion = did_you_mean(dest_type, DESTINATION_TYPES) or f" (known: {known})"
+            problems.append(f"{where}: invalid destination type {dest_type!r}{suggestion}")
             continue
         settings = {key: value for key, value in table.items() if key not in {"id", "type"}}
         unknown = sorted(set(settings) - set(kind.config_keys()))
         for key in unknown:
-            allowed = ", ".join(["id", "type", *sorted(kind.config_keys())])
-            problems.append(
-                f"{where}: unknown key {key!r} for type {dest_type!r} (allowed: {allowed})"
-            )
+            allowed = ["id", "type", *sorted(kind.config_keys())]
+            suggestion = did_you_mean(key, allowed) or f" (allowed: {', '.join(allowed)})"
+            problems.append(f"{where}: unknown key {key!r} for type {dest_type!r}{suggestion}")
         # The known keys are still checked, so every problem of the table is reported at once.
         known = {key: value for key, value in settings.items() if key not in unknown}
         try:
@@ -533,7 +541,8 @@ def _rules(
         where = f"{file.prefix}rule #{position}" + (f" {name!r}" if isinstance(name, str) else "")
         found = len(problems)
         for key in sorted(set(table) - set(RULE_KEYS)):
-            problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(RULE_KEYS)})")
+            suggestion = did_you_mean(key, RULE_KEYS) or f" (allowed: {', '.join(RULE_KEYS)})"
+            problems.append(f"{where}: unknown key {key!r}{suggestion}")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"{where}: 'name' must be set to a non-empty string")
         description = table.get("description", "")
@@ -567,7 +576,8 @@ def _rules(
         # Defaults are checked once, where they are set.
         for dest_name in [] if default_routed else names:
             if dest_name not in destination_ids:
-                problems.append(f"{where}: unknown destination {dest_name!r}")
+                suggestion = did_you_mean(dest_name, destination_ids)
+                problems.append(f"{where}: unknown destination {dest_name!r}{suggestion}")
         severity = table.get("severity", "medium")
         if severity not in SEVERITIES:
             problems.append(f"{where}: 'severity' must be one of {', '.join(SEVERITIES)}")
@@ -675,7 +685,8 @@ def _stateful(table: dict[str, Any], where: str, problems: list[str]) -> Statefu
     found = len(problems)
     allowed = _STATEFUL_FIELDS[kind]
     for key in sorted(set(raw) - set(allowed)):
-        problems.append(f"{what}: unknown key {key!r} (allowed: {', '.join(allowed)})")
+        suggestion = did_you_mean(key, allowed) or f" (allowed: {', '.join(allowed)})"
+        problems.append(f"{what}: unknown key {key!r}{suggestion}")
     for key in _REQUIRED[kind]:
         if key not in raw:
             problems.append(f"{what}: {key!r} is required ({allowed[key]})")
@@ -818,7 +829,8 @@ def _suppressions(raw: Any, where: str, problems: list[str]) -> tuple[Suppressio
             continue
         found = len(problems)
         for key in sorted(set(entry) - SUPPRESS_KEYS):
-            problems.append(f"{what}: unknown key {key!r} (allowed: match, expires, reason)")
+            suggestion = did_you_mean(key, SUPPRESS_KEYS) or " (allowed: match, expires, reason)"
+            problems.append(f"{what}: unknown key {key!r}{suggestion}")
         match = entry.get("match")
         if not isinstance(match, str) or not match.strip():
             problems.append(f"{what}: 'match' must be a jq expression (a non-empty string)")
@@ -856,7 +868,8 @@ def _tests(
         what = f"{where}: test #{number}" + (f" {name!r}" if isinstance(name, str) else "")
         found = len(problems)
         for key in sorted(set(table) - TEST_KEYS):
-            problems.append(f"{what}: unknown key {key!r} (allowed: {', '.join(TEST_KEYS)})")
+            suggestion = did_you_mean(key, TEST_KEYS) or f" (allowed: {', '.join(TEST_KEYS)})"
+            problems.append(f"{what}: unknown key {key!r}{suggestion}")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"{what}: 'name' must be set to a non-empty string")
         elif name in names:
@@ -867,11 +880,11 @@ def _tests(
         raw_events = table.get("events")
         if sum(value is not None for value in (event, event_file, raw_events)) != 1:
             problems.append(
-                f"{what}: give exactly one of 'event' (a table), 'event_file' and 'events' "
-                "(a timeline, [[rule.test.events]])"
+                f"{what}: give exactly one of 'event' (a table, or the record's JSON in a "
+                "'''string'''), 'event_file' and 'events' (a timeline, [[rule.test.events]])"
             )
         else:
-            _check_event(event, event_file, what, problems)
+            event = _check_event(event, event_file, what, problems)
         events = _timeline(raw_events, what, directory, problems) if raw_events else ()
         alerts = _expected_alerts(table.get("alerts"), raw_events is not None, what, problems)
         expect = table.get("expect")
@@ -916,13 +929,21 @@ def _relative(name: str | None, directory: Path | None) -> Path | None:
     return Path(name) if directory is None else directory / name
 
 
-def _check_event(event: Any, event_file: Any, what: str, problems: list[str]) -> None:
-    if event is not None and not isinstance(event, dict):
-        problems.append(f"{what}: 'event' must be a table (the CloudTrail record)")
+def _check_event(event: Any, event_file: Any, what: str, problems: list[str]) -> Any:
+    """Check a test's record; return it (written as JSON text: decoded)."""
+    if isinstance(event, str):
+        event, detail = _event_from_json(event)
+        if detail is not None:
+            problems.append(f"{what}: 'event' {detail}")
+    elif event is not None and not isinstance(event, dict):
+        problems.append(
+            f"{what}: 'event' must be a table or a string of JSON (the CloudTrail record)"
+        )
     elif event is not None and (detail := _not_json(event)) is not None:
         problems.append(f"{what}: 'event' {detail}")
     elif event_file is not None and (not isinstance(event_file, str) or not event_file):
         problems.append(f"{what}: 'event_file' must be a file name")
+    return event
 
 
 def _timeline(
@@ -938,12 +959,18 @@ def _timeline(
             continue
         found = len(problems)
         for key in sorted(set(table) - TIMELINE_KEYS):
-            problems.append(f"{label}: unknown key {key!r} (allowed: {', '.join(TIMELINE_KEYS)})")
+            suggestion = (
+                did_you_mean(key, TIMELINE_KEYS) or f" (allowed: {', '.join(TIMELINE_KEYS)})"
+            )
+            problems.append(f"{label}: unknown key {key!r}{suggestion}")
         event, event_file = table.get("event"), table.get("event_file")
         if (event is None) == (event_file is None):
-            problems.append(f"{label}: give exactly one of 'event' (a table) and 'event_file'")
+            problems.append(
+                f"{label}: give exactly one of 'event' (a table, or the record's JSON in a "
+                "'''string''') and 'event_file'"
+            )
         else:
-            _check_event(event, event_file, label, problems)
+            event = _check_event(event, event_file, label, problems)
         at = table.get("at")
         if isinstance(at, str):
             # Not a date-time: reported below, as any other value that is not one.
@@ -991,7 +1018,8 @@ def _expected_alerts(
     for number, entry in enumerate(raw):
         for key in sorted(set(entry) - EXPECTED_ALERT_KEYS):
             allowed = ", ".join(sorted(EXPECTED_ALERT_KEYS))
-            problems.append(f"{what}: alerts #{number}: unknown key {key!r} (allowed: {allowed})")
+            suggestion = did_you_mean(key, EXPECTED_ALERT_KEYS) or f" (allowed: {allowed})"
+            problems.append(f"{what}: alerts #{number}: unknown key {key!r}{suggestion}")
         if (detail := _not_json(entry)) is not None:
             problems.append(f"{what}: alerts #{number} {detail}")
         alerts.append(MappingProxyType(entry))
@@ -1007,3 +1035,15 @@ def _not_json(value: Any) -> str | None:
     if isinstance(value, date | time):
         return f"holds a TOML date or time ({value}), which JSON has not: quote it"
     return None
+
+
+def _event_from_json(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A test's `event` written as JSON text, usually a multi-line TOML literal string (three
+    single quotes around it): the record, or why it cannot be one."""
+    try:
+        event = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return None, f"is not JSON: {exc}"
+    if not isinstance(event, dict):
+        return None, "must be the JSON of one CloudTrail record (an object)"
+    return event, None

@@ -14,7 +14,7 @@ A dedupe table that refuses (a wrong key schema, no such table, access denied) o
 answer is an ERROR (`dedupe_failed`, naming the table, the key it must have and what to check)
 counted in `dedupe_errors` (metric DedupeErrors), never a quiet warning. The alert is still
 sent: an alert held back until someone fixes the table is an alert missed, and a duplicate is
-the smaller harm for a security alert (see README, Deduplication).
+the smaller harm for a security alert (see docs/destinations.md, "Deduplication").
 """
 
 from __future__ import annotations

@@ -308,6 +308,7 @@ class Pipeline:
         summary.records_out_of_range += evaluation.out_of_range
         self._log_record_problems(evaluation, summary)
         summary.evaluation_seconds += evaluation.seconds
+        summary.add_event_times(evaluation.oldest_event_time, evaluation.newest_event_time)
         self._log_rule_errors(evaluation, summary)
         for rule_index, count in evaluation.suppressed_counts.items():
             summary.suppressed += count

@@ -204,6 +204,7 @@ class Evaluation:
     # Rules quarantined while this object was evaluated (see tattletail.workers).
     quarantined: list[QuarantinedRule] = field(default_factory=list)
     newest_event_time: str | None = None
+    oldest_event_time: str | None = None
     seconds: float = 0.0
     # CPU seconds each rule took, when the batch was evaluated rule by rule.
     rule_seconds: dict[int, float] = field(default_factory=dict)
@@ -236,6 +237,10 @@ class Evaluation:
             self.newest_event_time is None or other.newest_event_time > self.newest_event_time
         ):
             self.newest_event_time = other.newest_event_time
+        if other.oldest_event_time is not None and (
+            self.oldest_event_time is None or other.oldest_event_time < self.oldest_event_time
+        ):
+            self.oldest_event_time = other.oldest_event_time
         self.matches.extend(other.matches)
         for rule_index, count in other.suppressed_counts.items():
             self.suppressed_counts[rule_index] = self.suppressed_counts.get(rule_index, 0) + count

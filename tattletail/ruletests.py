@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -32,6 +32,7 @@ from tattletail.pipeline import rule_sources
 from tattletail.rules import RuleSet
 from tattletail.state import InMemoryStore, StatePlan, StateStage
 from tattletail.summary import RunSummary
+from tattletail.text import plural
 
 
 class Status(StrEnum):
@@ -87,14 +88,19 @@ class EventError(Exception):
     """A test's event cannot be used."""
 
 
-def run_tests(config: Config, now: datetime | None = None) -> list[CaseResult]:
-    """Every test of every rule, in config order. `now` decides which suppressions have
-    expired (default: the current time, as in a real run)."""
+def run_tests(
+    config: Config, now: datetime | None = None, rules: Collection[int] | None = None
+) -> list[CaseResult]:
+    """Every test of every rule (or of the rules whose indexes are in `rules`), in config
+    order. `now` decides which suppressions have expired (default: the current time, as in a
+    real run)."""
     plan = StatePlan.of(config)
     sources = rule_sources(config, plan)
     rule_set = RuleSet(sources) if now is None else RuleSet(sources, now=lambda: now)
     results = []
     for rule in config.rules:
+        if rules is not None and rule.index not in rules:
+            continue
         for test in rule.tests:
             if not rule.enabled:
                 results.append(CaseResult(rule, test, Status.SKIP, None, ("rule disabled",)))
@@ -278,8 +284,8 @@ def summary_line(results: Sequence[CaseResult]) -> str:
     n = counts(results)
     rules = len({r.rule.index for r in results})
     return (
-        f"{len(results)} tests of {rules} rules: {n[Status.PASS]} passed, "
-        f"{n[Status.FAIL]} failed, {n[Status.ERROR]} errors, {n[Status.SKIP]} skipped"
+        f"{plural(len(results), 'test')} of {plural(rules, 'rule')}: {n[Status.PASS]} passed, "
+        f"{n[Status.FAIL]} failed, {plural(n[Status.ERROR], 'error')}, {n[Status.SKIP]} skipped"
     )
 
 

@@ -73,6 +73,9 @@ class RunSummary:
     # Per path ("s3", "eventbridge", "backfill", "local"), seconds from each delivered alert's
     # eventTime to its delivery.
     alert_latencies: dict[str, list[float]] = field(default_factory=dict)
+    # The oldest and newest eventTime of the records read (ISO 8601 text, as CloudTrail writes).
+    first_event_time: str | None = None
+    last_event_time: str | None = None
 
     def record_latency(self, path: str, event_time: str | None, now: datetime) -> None:
         moment = parse_event_time(event_time) if event_time else None
@@ -90,6 +93,12 @@ class RunSummary:
             for path, values in sorted(self.alert_latencies.items())
             if values
         }
+
+    def add_event_times(self, oldest: str | None, newest: str | None) -> None:
+        if oldest is not None and (self.first_event_time is None or oldest < self.first_event_time):
+            self.first_event_time = oldest
+        if newest is not None and (self.last_event_time is None or newest > self.last_event_time):
+            self.last_event_time = newest
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -137,4 +146,6 @@ class RunSummary:
             "records_out_of_range": self.records_out_of_range,
             "messages_rejected": self.messages_rejected,
             "alert_latency_seconds": self.latency_fields(),
+            "first_event_time": self.first_event_time,
+            "last_event_time": self.last_event_time,
         }

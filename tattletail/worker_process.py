@@ -147,7 +147,7 @@ def _finished(result: Evaluation, part: Slice) -> Evaluation:
     result.records_invalid += part.invalid
     for failure in part.failures:
         result.add_failure(failure)
-    result.newest_event_time = _newest_event_time(part.records)
+    result.oldest_event_time, result.newest_event_time = _event_time_range(part.records)
     if result.matches:
         texts = part.texts or [None] * len(part.records)
         text_of = {id(record): text for record, text in zip(part.records, texts, strict=True)}
@@ -181,9 +181,10 @@ def _portable(match: Match) -> Match:
     return match
 
 
-def _newest_event_time(records: list[dict[str, Any]]) -> str | None:
+def _event_time_range(records: list[dict[str, Any]]) -> tuple[str | None, str | None]:
     # ISO 8601 UTC times in one format compare correctly as strings.
-    return max((t for r in records if isinstance(t := r.get("eventTime"), str)), default=None)
+    times = [t for r in records if isinstance(t := r.get("eventTime"), str)]
+    return min(times, default=None), max(times, default=None)
 
 
 def limit_memory(allowance: int | None) -> None:

@@ -1,35 +1,27 @@
-"""Shared test infrastructure: real protocols on 127.0.0.1.
+"""Fixtures: real protocols on 127.0.0.1 (what they hand out is described in tests/support.py).
 
 - `moto`: a moto server (S3, SNS, SES, SQS, ...) reached over HTTP by the same aioboto3 code that
   runs in Lambda, through AWS_ENDPOINT_URL.
 - `slack`: a local aiohttp server that answers like Slack's incoming webhooks (200 "ok"), or with
   scripted failures (429 + Retry-After, 4xx, 5xx).
-- Real CloudTrail data from ../shared/data.
+- `runtime_api`: a local Lambda Runtime API that hands out queued events (tests/lambda_support.py).
+- `cli_environment`: the CLI run in-process (`tests.support.run_cli`) with one worker and none
+  of the machine's config or log-level variables.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gzip
 import os
 import threading
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import boto3
-import orjson
 import pytest
 from aiohttp import web
 from moto.server import ThreadedMotoServer
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-CLOUDTRAIL = SHARED_DATA / "cloudtrail"
-SEED_LOG = CLOUDTRAIL / "seed" / "1.json"
-REGION = "us-east-1"
+from tests.lambda_support import RuntimeApi, serve_runtime_api
+from tests.support import REGION, Moto, SlackStandIn, serving
 
 # The AWS SDKs must never reach real AWS from the tests, whatever the machine's environment.
 os.environ.update(
@@ -43,38 +35,6 @@ os.environ.update(
 )
 for _name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
     os.environ.pop(_name, None)
-
-
-def real_records() -> list[dict[str, Any]]:
-    """Every record of ../shared/data/cloudtrail (documents and plain arrays)."""
-    records: list[dict[str, Any]] = []
-    for path in sorted(CLOUDTRAIL.rglob("*.json")):
-        document = orjson.loads(path.read_bytes())
-        records.extend(document["Records"] if isinstance(document, dict) else document)
-    return records
-
-
-def gzipped(data: bytes) -> bytes:
-    return gzip.compress(data, mtime=0)
-
-
-@dataclass
-class Moto:
-    endpoint: str
-
-    def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
-
-    def reset(self) -> None:
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
-
-    def sent_emails(self) -> list[Any]:
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.ses.models import ses_backends
-
-        return list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)
 
 
 def _atomic_dynamodb_writes() -> None:
@@ -127,28 +87,8 @@ def moto(moto_server: Moto, monkeypatch: pytest.MonkeyPatch) -> Moto:
     return moto_server
 
 
-@dataclass
-class SlackStandIn:
-    """Answers like a Slack incoming webhook; `script` holds the responses to give first."""
-
-    url: str
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    script: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def fail_next(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
-        body = {429: "rate_limited", 500: "internal_error", 404: "no_service"}.get(status, "error")
-        with self.lock:
-            self.script.extend([(status, headers or {}, body)] * times)
-
-    def received(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.requests)
-
-
 @pytest.fixture(scope="session")
 def slack_server() -> Iterator[SlackStandIn]:
-    loop = asyncio.new_event_loop()
     stand_in = SlackStandIn(url="")
     webhook_path = "/services/T0000/B0000/s3cr3tw3bh00kt0k3n"
 
@@ -162,17 +102,9 @@ def slack_server() -> Iterator[SlackStandIn]:
 
     app = web.Application()
     app.router.add_post(webhook_path, webhook)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    stand_in.url = f"http://127.0.0.1:{port}{webhook_path}"
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield stand_in
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with serving(app) as (port, _):
+        stand_in.url = f"http://127.0.0.1:{port}{webhook_path}"
+        yield stand_in
 
 
 @pytest.fixture
@@ -181,3 +113,18 @@ def slack(slack_server: SlackStandIn) -> SlackStandIn:
         slack_server.requests.clear()
         slack_server.script.clear()
     return slack_server
+
+
+@pytest.fixture
+def cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One worker keeps each scan's pool cheap (each worker compiles every rule); nothing from
+    # the machine's environment names a config or turns logging on.
+    monkeypatch.setenv("TATTLETAIL_WORKERS", "1")
+    for name in ("TATTLETAIL_CONFIG", "S3_CONFIG_BUCKET", "S3_CONFIG_PATH", "TATTLETAIL_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def runtime_api() -> Iterator[RuntimeApi]:
+    with serve_runtime_api() as api:
+        yield api

@@ -36,8 +36,8 @@ from tattletail.cli import main
 from tattletail.daterange import TimeRange
 from tattletail.envelope import open_envelope
 from tattletail.listing import Listed, TrailLister
-from tests.conftest import Moto
 from tests.lambda_support import LambdaContext
+from tests.support import Moto
 from tests.trail_support import expected_keys, generate, load, record_for, s3_on_one_loop
 
 BUCKET = "org-trail"
@@ -682,12 +682,15 @@ def test_a_prefix_outside_the_layout_or_an_unknown_destination_exits_2(
             *range_args,
             "--destinations",
             "Nope",
+            "out",
             "--config",
             str(config),
         ]
     )
     assert outside[0] == 2 and "layout" in outside[1]
-    assert unknown[0] == 2 and "defines no Nope" in unknown[1]
+    assert unknown[0] == 2 and len(unknown[1].strip().splitlines()) == 1
+    # Each unknown id named, a near miss with the id it was probably meant to be.
+    assert "defines no Nope, out (did you mean 'Out'?)" in unknown[1]
 
 
 def test_the_queue_is_watched_until_it_is_empty_twice(moto_module: Moto) -> None:

@@ -2,7 +2,6 @@
 
 import gzip
 import re
-import sys
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -12,14 +11,8 @@ import jq
 import orjson
 import pytest
 
-# bench/ sits next to the package and is not installed with it; plain `pytest` does not put the
-# repository root on sys.path the way `python -m pytest` does.
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench import generate  # noqa: E402
-from bench.__main__ import RULE_SETS, jq_program  # noqa: E402
+from bench import generate
+from bench.__main__ import RULE_SETS, jq_program
 
 KEY = re.compile(
     r"AWSLogs/(?P<account>\d{12})/CloudTrail/(?P<region>[a-z]{2}-[a-z]+-\d)/"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tattletail import checkpoint as checkpoints
 from tattletail.aws import AwsClients
 from tattletail.checkpoint import CheckpointError, Job, open_checkpoint
-from tests.conftest import Moto
+from tests.support import Moto
 
 JOB = Job("trail", "AWSLogs/", "2024-01-01", "2024-01-31", "https://sqs/queue", ("Archive",))
 UNIT = "AWSLogs/111111111111/CloudTrail/us-east-1/2024/01/"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,10 +18,11 @@ from typing import Any
 import jq
 import orjson
 import pytest
-from conftest import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
 
 from tattletail import config
-from tattletail.cli import main
+from tests.support import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped, run_cli
+
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 EXAMPLE_CONFIG = REPO / "config" / "tattletail.toml"
 INVICTUS = sorted((CLOUDTRAIL / "invictus").glob("*.json"))
@@ -29,25 +31,11 @@ INVICTUS_TRAIL = (
     / "invictus"
     / "218007301253_CloudTrail_us-east-1_20230710T1205Z_SjF3IkuNXJkoHyar.json"
 )
+
 STRATUS_STOP = CLOUDTRAIL / "stratus-red-team" / "aws.defense-evasion.cloudtrail-stop.json"
 WEBHOOK = "https://hooks.slack.com/services/T0SECRET/B0SECRET/s3cr3tw3bh00kt0k3n"
-SUMMARY_WORDS = ("objects", "records", "matches", "rule errors", "failed inputs")
-
-
-@pytest.fixture(autouse=True)
-def _cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    # One worker keeps each scan's pool cheap; nothing from the machine's environment leaks in.
-    monkeypatch.setenv("TATTLETAIL_WORKERS", "1")
-    for name in ("TATTLETAIL_CONFIG", "S3_CONFIG_BUCKET", "S3_CONFIG_PATH", "TATTLETAIL_LOG_LEVEL"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def run(argv: list[str]) -> int:
-    """main()'s exit code, whether it returns it or argparse raises SystemExit."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+# Singular stems: "1 object" and "2 objects" both hold "object".
+SUMMARY_WORDS = ("object", "record", "match", "rule error", "failed input")
 
 
 def records_of(data: bytes) -> list[dict[str, Any]]:
@@ -146,7 +134,7 @@ def test_scan_dry_run_of_a_directory_prints_every_alert_of_every_log_file_in_it(
     tree: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     root, files = tree
-    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(root)])
+    code = run_cli(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(root)])
     captured = capsys.readouterr()
 
     assert code == 0, captured.err
@@ -170,7 +158,7 @@ def test_scan_exits_1_naming_each_failed_input_while_good_files_still_alert(
     corrupt.write_bytes(gzipped(SEED_LOG.read_bytes())[:-40])
     missing = tmp_path / "missing.json"
 
-    code = run(
+    code = run_cli(
         [
             "scan",
             "--dry-run",
@@ -200,7 +188,7 @@ def test_scan_with_a_broken_config_exits_2_with_one_line_and_no_alerts(
     broken = tmp_path / "broken.toml"
     broken.write_text("[[rule]]\nname = 'x'\njq_match =\n")
 
-    code = run(["scan", "--dry-run", "--config", str(broken), str(SEED_LOG)])
+    code = run_cli(["scan", "--dry-run", "--config", str(broken), str(SEED_LOG)])
     captured = capsys.readouterr()
 
     assert code == 2
@@ -213,7 +201,7 @@ def test_scan_with_a_broken_config_exits_2_with_one_line_and_no_alerts(
 def test_scan_with_a_missing_config_exits_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run(["scan", "--dry-run", "--config", str(tmp_path / "nope.toml"), str(SEED_LOG)])
+    code = run_cli(["scan", "--dry-run", "--config", str(tmp_path / "nope.toml"), str(SEED_LOG)])
     captured = capsys.readouterr()
 
     assert code == 2
@@ -235,7 +223,7 @@ def test_scan_with_a_missing_config_exits_2_with_one_line(
 def test_usage_error_exits_2_with_a_one_line_message(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run(argv)
+    code = run_cli(argv)
     captured = capsys.readouterr()
 
     assert code == 2
@@ -247,7 +235,7 @@ def test_bad_environment_exits_2_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TATTLETAIL_WORKERS", "none")
-    code = run(["validate", "--config", str(EXAMPLE_CONFIG)])
+    code = run_cli(["validate", "--config", str(EXAMPLE_CONFIG)])
     captured = capsys.readouterr()
 
     assert code == 2
@@ -258,7 +246,7 @@ def test_bad_environment_exits_2_naming_the_variable(
 
 
 def test_validate_exits_0_on_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
-    code = run(["validate", "--config", str(EXAMPLE_CONFIG)])
+    code = run_cli(["validate", "--config", str(EXAMPLE_CONFIG)])
     captured = capsys.readouterr()
 
     assert code == 0
@@ -271,7 +259,7 @@ def test_validate_takes_the_config_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TATTLETAIL_CONFIG", str(EXAMPLE_CONFIG))
-    assert run(["validate"]) == 0
+    assert run_cli(["validate"]) == 0
     assert str(EXAMPLE_CONFIG) in capsys.readouterr().out
 
 
@@ -298,7 +286,7 @@ webhook_url = "{WEBHOOK}"
 channel = "#alerts"
 """
     )
-    code = run(["validate", "--config", str(bad)])
+    code = run_cli(["validate", "--config", str(bad)])
     captured = capsys.readouterr()
 
     assert code == 2
@@ -361,7 +349,7 @@ def test_scan_of_an_s3_prefix_evaluates_every_object_under_it(
         Body=gzipped(b'{"digestStartTime": "2023-07-10T11:00:00Z"}'),
     )
 
-    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://trail/AWSLogs/"])
+    code = run_cli(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://trail/AWSLogs/"])
     captured = capsys.readouterr()
 
     assert code == 0, captured.err
@@ -376,7 +364,7 @@ def test_scan_of_an_s3_prefix_evaluates_every_object_under_it(
 def test_scan_of_a_missing_bucket_is_a_failed_input_not_a_crash(
     moto: Moto, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://no-such-bucket/"])
+    code = run_cli(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), "s3://no-such-bucket/"])
     captured = capsys.readouterr()
 
     assert code == 1
@@ -387,11 +375,209 @@ def test_scan_of_a_missing_bucket_is_a_failed_input_not_a_crash(
     )
 
 
+# -- output formats -------------------------------------------------------------------------
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def expected_destinations() -> dict[str, list[str]]:
+    return {rule.name: list(rule.destinations) for rule in config.load_file(EXAMPLE_CONFIG).rules}
+
+
+def test_dry_run_json_names_the_destinations_each_alert_would_have_gone_to(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = run_cli(["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(SEED_LOG)])
+    captured = capsys.readouterr()
+
+    assert code == 0
+    routes = expected_destinations()
+    lines = [orjson.loads(line) for line in captured.out.splitlines()]
+    assert lines and all(line["destinations"] == routes[line["name"]] for line in lines)
+    summary = assert_summary_line(captured.err)
+    assert "dry run: nothing sent" in summary and "alerts sent" not in summary
+    assert "1 object, 3 records" in summary
+
+
+def test_text_format_prints_one_plain_line_per_alert_when_piped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["scan", "--dry-run", "--format", "text", "--config", str(EXAMPLE_CONFIG)]
+    code = run_cli([*argv, str(INVICTUS_TRAIL)])
+    lines = capsys.readouterr().out.splitlines()
+
+    assert code == 0
+    files = {str(INVICTUS_TRAIL): INVICTUS_TRAIL.read_bytes()}
+    assert len(lines) == len(expected_alerts(files)) > 0
+    routes = expected_destinations()
+    for line in lines:
+        assert len(line) <= 200 and line.isprintable() and "\x1b" not in line
+        time, severity, rest = line.split(" ", 2)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", time) and severity == "MEDIUM"
+        rule = next(name for name in routes if rest.lstrip().startswith(name))
+        assert line.endswith("  -> " + ", ".join(routes[rule]))
+        assert re.search(r"  in \d{12}/us-east-1  -> ", line)
+
+
+def run_on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """The command as a process whose stdout is a pseudo-terminal, as a person runs it."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tattletail", *argv],
+        stdout=terminal,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TATTLETAIL_WORKERS": "1", "TERM": "xterm", **env},
+        cwd=REPO,
+    )
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the other end closed: the process has finished writing
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    code = process.wait(timeout=120)
+    # The terminal turns each \n into \r\n.
+    return code, b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+def test_on_a_terminal_dry_run_prints_text_one_line_per_alert(no_color: bool) -> None:
+    # An empty NO_COLOR counts as unset (no-color.org).
+    env = {"NO_COLOR": "1" if no_color else ""}
+    argv = ["scan", "--dry-run", "--config", str(EXAMPLE_CONFIG), str(SEED_LOG)]
+    code, out = run_on_a_terminal(argv, env)
+
+    assert code == 0, out
+    lines = out.splitlines()
+    files = {str(SEED_LOG): SEED_LOG.read_bytes()}
+    assert len(lines) == len(expected_alerts(files))
+    assert not any(line.startswith("{") for line in lines)
+    assert ("\x1b[" in out) is not no_color
+    for line in lines:
+        plain = SGR.sub("", line)
+        assert len(plain) <= 200 and plain.isprintable()
+    assert any("Create User - username: user1" in SGR.sub("", line) for line in lines)
+
+
+def test_format_and_all_without_what_they_apply_to_are_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["scan", "--config", str(EXAMPLE_CONFIG)]
+    assert run_cli([*base, "--format", "text", str(SEED_LOG)]) == 2
+    assert "--format applies to --dry-run" in assert_one_line_error(capsys.readouterr().err)
+    assert run_cli([*base, "--dry-run", "--all", str(SEED_LOG)]) == 2
+    assert "--all applies to --summary" in assert_one_line_error(capsys.readouterr().err)
+
+
+def test_scan_without_a_config_points_at_the_config_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["scan", "--dry-run", str(SEED_LOG)]) == 2
+    line = assert_one_line_error(capsys.readouterr().err)
+    assert "no config: tattletail.toml does not exist" in line and "--config PATH" in line
+
+
+# -- help -----------------------------------------------------------------------------------
+
+
+def help_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert run_cli([*argv, "--help"]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["scan", "validate", "test"])
+def test_help_of_each_command_has_examples_exit_codes_and_the_real_config_default(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = help_of([command], capsys)
+
+    assert "examples:\n  tattletail " + command in text
+    codes = text.split("exit codes:\n", 1)[1]
+    assert [line.split()[0] for line in codes.splitlines() if line[:3].strip()] == ["0", "1", "2"]
+    flat = " ".join(text.split())
+    assert "$TATTLETAIL_CONFIG when set, else ./tattletail.toml" in flat
+    assert ("S3_CONFIG_BUCKET/S3_CONFIG_PATH when both are set" in flat) is (command == "scan")
+
+
+def test_help_of_backfill_has_examples_and_its_exit_codes_with_the_interrupted_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = help_of(["backfill"], capsys)
+
+    assert "examples:\n  tattletail backfill s3://" in text
+    codes = text.split("exit codes:\n", 1)[1]
+    assert [line.split()[0] for line in codes.splitlines() if line[:3].strip()] == [
+        "0",
+        "1",
+        "2",
+        "130",
+    ]
+
+
+def test_scan_help_documents_the_scope_flags_and_standard_input(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = help_of(["scan"], capsys)
+    flat = " ".join(text.split())
+    for flag in ("--since DATE", "--until DATE", "--rule NAME"):
+        assert flag in flat
+    examples = text.split("examples:\n", 1)[1].split("\n\n", 1)[0]
+    assert "--since" in examples and "--rule" in examples and "scan --dry-run -" in examples
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["scan", "x.json"],
+        ["backfill", "s3://b/", "--since", "2024-01-01", "--until", "2024-01-02", "--queue", "q"],
+        ["validate"],
+        ["test"],
+        ["sigma", "check", "rules/"],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
+def test_verbose_is_accepted_before_and_after_every_subcommand(argv: list[str]) -> None:
+    from tattletail.cli import build_parser
+
+    parse = build_parser().parse_args
+    where = 2 if argv[0] == "sigma" else 1
+    assert parse(argv).verbose is False
+    assert parse(["-v", *argv]).verbose is True
+    assert parse([*argv[:where], "-v", *argv[where:]]).verbose is True
+
+
+def test_every_example_in_the_help_is_a_command_the_parser_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shlex
+
+    from tattletail.cli import build_parser
+
+    examples = []
+    for argv in ([], ["scan"], ["backfill"], ["validate"], ["test"], ["sigma"]):
+        text = help_of(argv, capsys)
+        section = text.split("examples:\n", 1)[1].split("\n\n", 1)[0]
+        examples.extend(line.strip() for line in section.splitlines())
+    assert len(examples) >= 12
+    for example in examples:
+        words = shlex.split(example.split(" > ", 1)[0])
+        words = words[next(n for n, w in enumerate(words) if w == "tattletail") + 1 :]
+        build_parser().parse_args(words)  # a usage error would exit 2 here
+
+
 # -- hostile records (issue 10) -------------------------------------------------------------
 
 
 def _scan_lines(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    code = run(argv)
+    code = run_cli(argv)
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "Traceback" not in captured.err
@@ -455,7 +641,7 @@ def test_scan_writes_integers_beyond_64_bits_in_a_rule_output_as_libjq_does(
         + '[[destination]]\nid = "out"\ntype = "stdout"\n'
     )
 
-    code = run(["scan", "--dry-run", "--config", str(rules), str(path)])
+    code = run_cli(["scan", "--dry-run", "--config", str(rules), str(path)])
     captured = capsys.readouterr()
 
     assert code == 0 and "Traceback" not in captured.err

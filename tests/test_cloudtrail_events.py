@@ -27,8 +27,8 @@ from tattletail.objects import ObjectRef
 from tattletail.service import Service
 from tattletail.settings import Settings
 from tattletail.summary import RunSummary
-from tests.conftest import CLOUDTRAIL, REGION, REPO, SEED_LOG, Moto, SlackStandIn, gzipped
 from tests.lambda_support import BUCKET, SEED_KEY, LambdaContext, put_seed_log, s3_event
+from tests.support import CLOUDTRAIL, REGION, REPO, SEED_LOG, Moto, SlackStandIn, gzipped
 
 SAMPLES = Path(__file__).resolve().parent / "cloudtrail_events"
 TEMPLATE = REPO / "deploy" / "template.yaml"
@@ -120,6 +120,8 @@ def test_each_cloudtrail_event_is_evaluated_at_once_with_no_s3_read(
     assert response["events"] == 1 and response["objects"] == 0
     assert response["alerts_sent"] == 1 and response["objects_failed"] == 0
     detail = event["detail"]
+    # The time range of the records read covers inline events too.
+    assert response["first_event_time"] == response["last_event_time"] == detail["eventTime"]
     assert alert["record"] == detail
     assert alert["match"] == f"{detail['eventSource']} {detail['eventName']}"
     assert alert["source"] == f"eventbridge:{event['id']}"

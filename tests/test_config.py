@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from tattletail import config
 from tattletail.config import ConfigError
+from tests.support import REPO
 
 SEED_README = REPO.parent / "shared" / "seed" / "cloudtrail-tattletail-README.txt"
 EXAMPLE_CONFIG = REPO / "config" / "tattletail.toml"
@@ -413,3 +413,54 @@ def test_webhook_url_never_appears_in_a_config_error(edit: tuple[str, str]) -> N
 
     assert "s3cr3t" not in str(caught.value)
     assert all("s3cr3t" not in problem for problem in caught.value.problems)
+
+
+def test_typos_get_a_did_you_mean_and_strangers_the_list_of_what_is_allowed() -> None:
+    problems = problems_of(
+        """
+dead_leter = "Queue"
+default_destinations = ["Slak"]
+
+[[rule]]
+name = "Typos"
+jq_match = 'select(.eventName == "CreateUser")'
+destination = ["Slack"]
+severty = "high"
+frobnicate = 1
+destinations = ["slack", "Pager"]
+suppress = { match = '.x', expire = 2027-01-01 }
+
+[[rule.test]]
+name = "t"
+event = { eventName = "CreateUser" }
+expects = true
+
+[[destination]]
+id = "Slack"
+type = "slack_webhok"
+
+[[destination]]
+id = "Queue"
+type = "sqs"
+queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
+queu_url = "x"
+"""
+    )
+    expected = [
+        "unknown top-level key 'dead_leter' (did you mean 'dead_letter'?)",
+        "default_destinations: unknown destination 'Slak' (did you mean 'Slack'?)",
+        "rule #0 'Typos': unknown key 'destination' (did you mean 'destinations'?)",
+        "rule #0 'Typos': unknown key 'severty' (did you mean 'severity'?)",
+        "rule #0 'Typos': unknown key 'frobnicate' (allowed: name, jq_match,",
+        "rule #0 'Typos': unknown destination 'slack' (did you mean 'Slack'?)",
+        "rule #0 'Typos': unknown destination 'Pager'",
+        "rule #0 'Typos': suppress: unknown key 'expire' (did you mean 'expires'?)",
+        "test #0 't': unknown key 'expects' (did you mean 'expect'?)",
+        "destination #0 'Slack': invalid destination type 'slack_webhok' "
+        "(did you mean 'slack_webhook'?)",
+        "destination #1 'Queue': unknown key 'queu_url' for type 'sqs' (did you mean 'queue_url'?)",
+    ]
+    for message in expected:
+        assert any(message in p for p in problems), (message, problems)
+    pager = next(p for p in problems if "'Pager'" in p)
+    assert pager.endswith("unknown destination 'Pager'")

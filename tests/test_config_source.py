@@ -9,7 +9,6 @@ import orjson
 import pytest
 
 from tattletail import config_source, lambda_handler
-from tests.conftest import Moto
 from tests.lambda_support import (
     BUCKET,
     CONFIG_BUCKET,
@@ -19,6 +18,7 @@ from tests.lambda_support import (
     s3_event,
     stdout_config,
 )
+from tests.support import Moto
 
 CREATE_USER = 'select(.eventName == "CreateUser") | "username: \\(.responseElements.user.userName)"'
 CREATE_USER_V2 = 'select(.eventName == "CreateUser") | "v2 \\(.responseElements.user.userName)"'

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from conftest import Moto
 from moto.core.authorization import enable_iam_authentication
 
 from tattletail import dedupe, metrics
@@ -26,9 +25,10 @@ from tattletail.destinations.webhook import WebhookDestination
 from tattletail.dispatch import DeliveryIncomplete, DeliveryPolicy, Dispatcher
 from tattletail.retry import Backoff
 from tattletail.summary import RunSummary
+from tests.deploy_support import statements, template
 from tests.destinations.destination_support import make_alert
 from tests.destinations.http_stand_in import HttpStandIn, Reply
-from tests.test_deploy_template import statements, template
+from tests.support import Moto
 
 TABLE = "tattletail-dedupe"
 POLICY = DeliveryPolicy(

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Moto, SlackStandIn
 
 from tattletail import config, lambda_handler
 from tattletail.alerts import Alert
@@ -36,6 +35,7 @@ from tests.destinations.destination_support import (
 )
 from tests.destinations.http_stand_in import HttpStandIn, Reply, Request, refused_url
 from tests.lambda_support import BUCKET, SEED_KEY, LambdaContext, put_seed_log, s3_event
+from tests.support import Moto, SlackStandIn
 
 DEDUPE_TABLE = "tattletail-dedupe"
 
@@ -129,16 +129,8 @@ async def test_rate_limited_slack_retries_after_retry_after_and_gets_each_alert_
 async def test_a_failing_destination_ends_in_the_dead_letter_queue_while_others_deliver(
     moto: Moto, slack: SlackStandIn, fault: str
 ) -> None:
-    sns, sqs = moto.client("sns"), moto.client("sqs")
-    topic_arn = sns.create_topic(Name="alerts")["TopicArn"]
-    sns_queue = sqs.create_queue(QueueName="sns-copy")["QueueUrl"]
-    sns_queue_arn = sqs.get_queue_attributes(QueueUrl=sns_queue, AttributeNames=["QueueArn"])
-    sns.subscribe(
-        TopicArn=topic_arn,
-        Protocol="sqs",
-        Endpoint=sns_queue_arn["Attributes"]["QueueArn"],
-        Attributes={"RawMessageDelivery": "true"},
-    )
+    sqs = moto.client("sqs")
+    topic_arn, sns_queue = moto.topic_with_queue("alerts", "sns-copy")
     dead_letters = sqs.create_queue(QueueName="dead-letters")["QueueUrl"]
     reply = {
         "http_500": Reply(500, body="internal error"),
@@ -229,16 +221,7 @@ queue_url = "{dead_letters}"
 async def test_a_300_kb_record_to_sns_and_a_50_kb_record_to_slack_are_delivered_cut(
     moto: Moto, slack: SlackStandIn
 ) -> None:
-    sns, sqs = moto.client("sns"), moto.client("sqs")
-    topic_arn = sns.create_topic(Name="alerts")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="sns-copy")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    sns.subscribe(
-        TopicArn=topic_arn,
-        Protocol="sqs",
-        Endpoint=queue_arn["Attributes"]["QueueArn"],
-        Attributes={"RawMessageDelivery": "true"},
-    )
+    topic_arn, queue_url = moto.topic_with_queue("alerts", "sns-copy")
     for_sns, for_slack = synthetic_record(300 * 1024), synthetic_record(50 * 1024)
     destinations = {
         "SNS": SnsDestination(id="SNS", sns_arn=topic_arn),

@@ -11,7 +11,6 @@ operation's method on a client of a service the code asks `client()` for.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -20,14 +19,13 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore import xform_name
-from cfnlint.decode import cfn_yaml
-from conftest import REPO
 
 from tattletail import dedupe
 from tattletail.settings import documented_variables
 from tattletail.state import dynamodb as state_dynamodb
+from tests.deploy_support import statements, template
+from tests.support import REPO
 
-TEMPLATE = REPO / "deploy" / "template.yaml"
 PACKAGE = REPO / "tattletail"
 ENTRY = "tattletail.lambda_handler"
 
@@ -52,21 +50,6 @@ ACTION_OF = {
     "sqs:SendMessageBatch": "sqs:SendMessage",
     "sns:PublishBatch": "sns:Publish",
 }
-
-
-@cache
-def template() -> Any:
-    return cfn_yaml.load(str(TEMPLATE))
-
-
-def statements() -> Iterator[dict[str, Any]]:
-    """The execution role's statements, each `!If [cond, statement, NoValue]` unwrapped."""
-    for policy in template()["Resources"]["ExecutionRole"]["Properties"]["Policies"]:
-        for statement in policy["PolicyDocument"]["Statement"]:
-            if "Fn::If" in statement:
-                _, statement, otherwise = statement["Fn::If"]
-                assert otherwise == {"Ref": "AWS::NoValue"}
-            yield statement
 
 
 def actions_of(statement: dict[str, Any]) -> set[str]:

@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from tattletail import config, json_input
-from tattletail.rules import Match, RuleSet, RuleSource
-from tests.conftest import REPO, SHARED_DATA, real_records
-from tests.fuzz_support import libjq_verdicts, typed
+from tattletail.rules import RuleSet, RuleSource
+from tests.engine_support import engine_result, libjq_truth, libjq_verdicts, typed
+from tests.support import REPO, SHARED_DATA, real_records
 
 RULE_FILES = [
     REPO / "config" / "tattletail.toml",
@@ -38,26 +38,6 @@ def panther_events() -> list[dict[str, Any]]:
     path = SHARED_DATA / "detections" / "panther-cloudtrail-tests.jsonl"
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
     return [line["log"] for line in lines if line.get("is_cloudtrail_event")]
-
-
-def libjq_truth(sources: list[RuleSource], records: list[dict[str, Any]]) -> tuple:
-    """Matches and error counts computed with libjq alone, straight from the contract."""
-    texts = [orjson.dumps(record).decode() for record in records]
-    matches: list[tuple[int, int, Any]] = []
-    errors: dict[int, int] = {}
-    for rule_index, source in enumerate(sources):
-        for position, verdict in enumerate(libjq_verdicts(source.jq_match, texts)):
-            if verdict.raised:
-                errors[rule_index] = errors.get(rule_index, 0) + 1
-            elif verdict.matched:
-                matches.append((position, rule_index, verdict.annotation))
-    matches.sort()
-    return matches, errors
-
-
-def engine_result(matches: list[Match], records: list[dict[str, Any]]) -> list[tuple]:
-    position = {id(record): n for n, record in enumerate(records)}
-    return [(position[id(m.record)], m.rule_index, m.annotation) for m in matches]
 
 
 @pytest.mark.parametrize("rules_file", RULE_FILES, ids=lambda p: p.name)

@@ -228,7 +228,7 @@ def test_rule_with_no_destinations_is_valid_and_validate_warns_about_it(
     assert main(["validate", "--config", str(top)]) == 0
     captured = capsys.readouterr()
 
-    assert "2 rules, 1 destinations, 2 files" in captured.out
+    assert "2 rules, 1 destination, 2 files" in captured.out
     warnings = [line for line in captured.err.splitlines() if "warning" in line]
     assert warnings == [
         f"tattletail: warning: {tmp_path / 'rules.toml'}: rule #1 'Unrouted': no destinations "

@@ -12,8 +12,8 @@ import pytest
 
 from tattletail import lambda_handler
 from tattletail.envelope import open_envelope
-from tests.conftest import SEED_LOG, Moto, gzipped
 from tests.lambda_support import LambdaContext, stdout_config
+from tests.support import SEED_LOG, Moto, gzipped
 
 EVENTS = Path(__file__).resolve().parent / "lambda_events"
 CREATE_USER = 'select(.eventName == "CreateUser") | "username: \\(.responseElements.user.userName)"'

@@ -25,11 +25,11 @@ from urllib.parse import quote_plus
 
 import orjson
 import pytest
-from conftest import SEED_LOG, SHARED_DATA, Moto, SlackStandIn, gzipped
 
 import tattletail
 from tattletail import lambda_handler
 from tattletail.dispatch import DeliveryIncomplete
+from tests.support import SEED_LOG, SHARED_DATA, Moto, SlackStandIn, gzipped
 
 EVENTS = Path(__file__).resolve().parent / "lambda_events"
 LOG_BUCKET = "interlinked-buzzards"

@@ -13,7 +13,7 @@ import pytest
 
 from tattletail.daterange import TimeRange
 from tattletail.listing import ListingError, ListingStats, TrailLister, key_selected, select_objects
-from tests.conftest import Moto
+from tests.support import Moto
 from tests.trail_support import ORG, accounts, expected_keys, generate, load, s3_on_one_loop
 
 BUCKET = "listing-trail"

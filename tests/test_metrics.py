@@ -10,8 +10,8 @@ import pytest
 
 from tattletail import lambda_handler, metrics
 from tattletail.summary import RunSummary
-from tests.conftest import Moto, gzipped
 from tests.lambda_support import BUCKET, SEED_KEY, LambdaContext, put_seed_log, s3_event
+from tests.support import Moto, gzipped
 
 CONFIG = """
 [[rule]]

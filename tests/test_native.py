@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tattletail.native import NO_OUTPUT, Fallback, NativeProgram, compile_native, required_values
-from tests.fuzz_support import as_binding
+from tests.engine_support import as_binding
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

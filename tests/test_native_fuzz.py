@@ -33,16 +33,9 @@ import pytest
 from tattletail import config, json_input, rules
 from tattletail.native import NO_OUTPUT, Fallback, _JqRuntimeError, compile_native
 from tattletail.rules import RuleSet, RuleSource
-from tests.conftest import REPO
-from tests.fuzz_support import (
-    Verdict,
-    as_binding,
-    fuzz_scale,
-    fuzz_seed,
-    libjq_verdicts,
-    typed,
-)
-from tests.test_native_regex_fuzz import PatternGenerator
+from tests.engine_support import Verdict, as_binding, libjq_verdicts, typed
+from tests.fuzz_support import PatternGenerator, fuzz_scale, fuzz_seed
+from tests.support import REPO
 
 # --- values
 

@@ -8,10 +8,10 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
 
 from tattletail.aws import AwsClients
 from tattletail.objects import ObjectError, ObjectRef, decompress, fetch, skip_reason
+from tests.support import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
 
 MiB = 1024 * 1024
 DELIVERED_SAMPLES = sorted((REPO / "config" / "samples").rglob("*.json.gz"))

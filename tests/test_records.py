@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import CLOUDTRAIL, SEED_LOG
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +21,7 @@ from tattletail.records import (
     plain,
     read_all,
 )
+from tests.support import CLOUDTRAIL, SEED_LOG
 
 INVICTUS = sorted((CLOUDTRAIL / "invictus").glob("*.json"))
 STRATUS = sorted((CLOUDTRAIL / "stratus-red-team").glob("*.json"))

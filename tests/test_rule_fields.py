@@ -19,6 +19,8 @@ from tattletail.config import ConfigError
 from tattletail.pipeline import rule_sources
 from tattletail.rules import RuleSet
 
+pytestmark = pytest.mark.usefixtures("cli_environment")
+
 CREATE_USER: dict[str, Any] = {
     "eventID": "e-1",
     "eventName": "CreateUser",
@@ -34,13 +36,6 @@ RULE = """
 name = "Create User"
 jq_match = 'select(.eventName == "CreateUser") | .requestParameters.userName'
 """
-
-
-@pytest.fixture(autouse=True)
-def _one_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TATTLETAIL_WORKERS", "1")
-    for name in ("TATTLETAIL_CONFIG", "S3_CONFIG_BUCKET", "S3_CONFIG_PATH", "TATTLETAIL_LOG_LEVEL"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def problems_of(text: str) -> list[str]:
@@ -299,7 +294,7 @@ destinations = []
     assert alert["title"] == "IAM user mallory created"
     assert alert["tags"] == ["T1136.003"]
     assert alert["runbook"] == "Ask alice."
-    assert "1 matches, 1 suppressed" in err.splitlines()[-1]
+    assert "1 match, 1 suppressed" in err.splitlines()[-1]
 
 
 def test_disabled_rule_never_alerts_in_a_scan(

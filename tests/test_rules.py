@@ -16,11 +16,11 @@ from typing import Any
 
 import jq
 import pytest
-from conftest import SEED_LOG, real_records
 
 from tattletail import config
 from tattletail.records import decode_records
 from tattletail.rules import ERROR_SAMPLES_PER_RULE, Evaluation, RuleSet, RuleSource
+from tests.support import SEED_LOG, real_records
 
 ERROR = "error"
 NO_MATCH = "no match"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tattletail.native import UNKEYED, compile_native
 from tattletail.rules import RuleSet, RuleSource
-from tests.test_engine_differential import engine_result, libjq_truth, typed
+from tests.engine_support import engine_result, libjq_truth, typed
 
 # Each shape the index or a gate handles differently.
 GATED_RULES = [

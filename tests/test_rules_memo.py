@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from tattletail.rules import RuleSet, RuleSource
-from tests.fuzz_support import libjq_verdicts
+from tests.engine_support import libjq_verdicts
 
 
 def libjq_results(program: str, records: list[dict[str, Any]]) -> list[tuple[bool, Any]]:

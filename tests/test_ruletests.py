@@ -76,13 +76,15 @@ def test_rule_tests_are_read_with_their_expectations(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("expect = true", "give exactly one of 'event' (a table), 'event_file' and 'events'"),
+        ("expect = true", "give exactly one of 'event' (a table, or the record's JSON in a"),
         (f'{EVENT}\nevent_file = "e.json"\nexpect = true', "give exactly one of"),
         (EVENT, "'expect' must be true or false"),
         (f'{EVENT}\nexpect = false\nmatch = "x"', "'match' and 'title' can only be checked"),
         (f"{EVENT}\nexpect = true\nexpected = true", "unknown key 'expected'"),
         ("event = { eventTime = 2024-01-01T00:00:00Z }\nexpect = true", "TOML date or time"),
-        ('event = "CreateUser"\nexpect = true', "'event' must be a table"),
+        ('event = "CreateUser"\nexpect = true', "'event' is not JSON"),
+        ("event = '[1, 2]'\nexpect = true", "must be the JSON of one CloudTrail record"),
+        ("event = 3\nexpect = true", "'event' must be a table or a string of JSON"),
     ],
 )
 def test_malformed_test_table_is_a_config_error_naming_rule_and_test(
@@ -116,7 +118,7 @@ def test_passing_tests_print_a_table_and_exit_0(
     assert rows[0].split() == ["RESULT", "RULE", "TEST"]
     assert rows[1].split(maxsplit=1) == ["pass", "Create User  alerts"]
     assert rows[2].split(maxsplit=1) == ["pass", "Create User  near miss"]
-    assert rows[-1] == "2 tests of 1 rules: 2 passed, 0 failed, 0 errors, 0 skipped"
+    assert rows[-1] == "2 tests of 1 rule: 2 passed, 0 failed, 0 errors, 0 skipped"
 
 
 FAILURES = [
@@ -153,7 +155,7 @@ def test_failing_test_shows_what_the_rule_produced_against_the_expectation_and_e
     assert code == 1
     assert out.splitlines()[1].split(maxsplit=1) == ["FAIL", "Create User  t"]
     assert f"FAIL: {path}: rule #0 'Create User': test 't'\n    {detail}\n" in out
-    assert out.splitlines()[-1] == "1 tests of 1 rules: 0 passed, 1 failed, 0 errors, 0 skipped"
+    assert out.splitlines()[-1] == "1 test of 1 rule: 0 passed, 1 failed, 0 errors, 0 skipped"
 
 
 SUPPRESS_CLI = "suppress = { match = '.userAgent | startswith(\"aws-cli\")', expires = %s }\n"
@@ -215,7 +217,7 @@ def test_missing_event_file_is_an_error_of_that_test_and_exits_1(
     assert code == 1
     assert out.splitlines()[1].split(maxsplit=1) == ["ERROR", "Create User  t"]
     assert f"event_file {tmp_path / 'nope.json'}: No such file or directory" in out
-    assert "0 failed, 1 errors" in out
+    assert "0 failed, 1 error," in out
 
 
 def test_tests_of_a_disabled_rule_are_skipped(
@@ -225,7 +227,7 @@ def test_tests_of_a_disabled_rule_are_skipped(
     code, out, _ = run_test_command(write(tmp_path / "c.toml", text), capsys)
 
     assert code == 0
-    assert out.splitlines()[-1] == "2 tests of 1 rules: 0 passed, 0 failed, 0 errors, 2 skipped"
+    assert out.splitlines()[-1] == "2 tests of 1 rule: 0 passed, 0 failed, 0 errors, 2 skipped"
 
 
 def test_config_error_exits_2_with_one_line(
@@ -314,13 +316,119 @@ def test_validate_runs_the_rule_tests_and_exits_1_when_one_fails(
     out = capsys.readouterr().out
 
     assert code == 1
-    assert f"{path}: OK, 1 rules, 0 destinations" in out
+    assert f"{path}: OK, 1 rule, 0 destinations" in out
     assert f"FAIL: {path}: rule #0 'Create User': test 'wrong'" in out
-    assert "3 tests of 1 rules: 2 passed, 1 failed" in out
+    assert "3 tests of 1 rule: 2 passed, 1 failed" in out
 
 
 def test_validate_exits_0_when_every_test_passes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["validate", "--config", str(write(tmp_path / "c.toml", PASSING))]) == 0
-    assert "2 tests of 1 rules: 2 passed" in capsys.readouterr().out
+    assert "2 tests of 1 rule: 2 passed" in capsys.readouterr().out
+
+
+# -- a multi-line event, and one rule or one file at a time -------------------------------------
+
+
+def test_event_may_be_multi_line_json_in_a_literal_string(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    multi_line = """event = '''
+{
+  "eventName": "CreateUser",
+  "userAgent": "aws-cli/2.0",
+  "requestParameters": {"userName": "mallory", "tags": null},
+  "userIdentity": {"userName": "alice"}
+}
+'''
+expect = true
+match = "created mallory"
+title = "alice created a user\""""
+    path = write(tmp_path / "c.toml", RULE + case_table("pasted JSON", multi_line))
+    [test] = config.load_file(path).rules[0].tests
+    # JSON's null survives, which a TOML table cannot hold.
+    assert test.event is not None and test.event["requestParameters"]["tags"] is None
+
+    code, out, _ = run_test_command(path, capsys)
+    assert code == 0, out
+    assert out.splitlines()[-1] == "1 test of 1 rule: 1 passed, 0 failed, 0 errors, 0 skipped"
+
+
+def test_event_that_is_not_json_names_the_test_and_where_the_json_breaks(tmp_path: Path) -> None:
+    broken = "event = '''\n{\n  \"eventName\": \"CreateUser\",\n}\n'''\nexpect = true"
+    with pytest.raises(ConfigError) as caught:
+        config.parse(RULE + case_table("pasted", broken), path=tmp_path / "c.toml")
+    [problem] = caught.value.problems
+    assert "rule #0 'Create User': test #0 'pasted': 'event' is not JSON" in problem
+    assert "trailing comma" in problem and "line 2" in problem
+
+
+TWO_FILES = """
+include = ["rules/*.toml"]
+
+[[rule]]
+name = "Top rule"
+jq_match = 'select(.eventName == "A")'
+destinations = []
+
+[[rule.test]]
+name = "a"
+event = { eventName = "A" }
+expect = true
+"""
+
+
+@pytest.fixture
+def two_files(tmp_path: Path) -> Path:
+    write(tmp_path / "rules" / "more.toml", PASSING)
+    return write(tmp_path / "top.toml", TWO_FILES)
+
+
+def test_rule_option_runs_only_that_rules_tests(
+    two_files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_test_command(two_files, capsys, "--rule", "Create User")
+    assert code == 0
+    assert out.splitlines()[-1].startswith("2 tests of 1 rule: 2 passed")
+    assert "Top rule" not in out
+
+
+def test_file_option_runs_only_the_tests_of_rules_written_there(
+    two_files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_test_command(two_files, capsys, "--file", str(two_files))
+    assert code == 0
+    assert out.splitlines()[-1].startswith("1 test of 1 rule: 1 passed")
+    included = two_files.parent / "rules" / "more.toml"
+    code, out, _ = run_test_command(two_files, capsys, "--file", str(included))
+    assert "Create User" in out and "Top rule" not in out
+    # Both: the rules written in that file with that name.
+    code, out, _ = run_test_command(
+        two_files, capsys, "--file", str(included), "--rule", "Top rule"
+    )
+    assert code == 0 and "no [[rule.test]] in the 0 selected rules" in out
+
+
+def test_unknown_rule_or_file_exits_2_suggesting_the_closest(
+    two_files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_test_command(two_files, capsys, "--rule", "Create user")
+    assert code == 2 and out == ""
+    assert "no rule named 'Create user' (did you mean 'Create User'?)" in err
+    code, _, err = run_test_command(two_files, capsys, "--file", "rules/nope.toml")
+    assert code == 2
+    assert "no rule is written in rules/nope.toml" in err and str(two_files) in err
+
+
+def test_test_without_a_config_points_at_the_config_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TATTLETAIL_CONFIG", raising=False)
+    for command in ("test", "validate"):
+        assert main([command]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "no config: tattletail.toml does not exist" in err
+        assert f"'tattletail {command} --config PATH'" in err and "TATTLETAIL_CONFIG" in err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench import scale
-from tests.conftest import REPO
+from tests.support import REPO
 
 
 def test_the_deploy_readme_shows_the_tables_bench_scale_prints() -> None:

@@ -16,9 +16,10 @@ from typing import Any
 import jq
 import orjson
 import pytest
-from conftest import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped
 
-from tattletail.cli import main
+from tests.support import CLOUDTRAIL, REPO, SEED_LOG, Moto, gzipped, run_cli
+
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 INVICTUS = sorted((CLOUDTRAIL / "invictus").glob("*.json"))
 RULES = """
@@ -47,25 +48,11 @@ type = "stdout"
 """
 
 
-@pytest.fixture(autouse=True)
-def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TATTLETAIL_WORKERS", "1")
-    for name in ("TATTLETAIL_CONFIG", "S3_CONFIG_BUCKET", "S3_CONFIG_PATH", "TATTLETAIL_LOG_LEVEL"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "tattletail.toml"
     path.write_text(RULES)
     return path
-
-
-def run(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
 
 
 def alerts_of(out: str) -> list[dict[str, Any]]:
@@ -93,7 +80,7 @@ def test_since_and_until_keep_the_records_whose_event_time_is_in_range(
     low, high = (datetime.fromisoformat(t) for t in (since, until))
     wanted = sorted(r["eventID"] for r in everything if in_range(r, low, high))
 
-    code = run(
+    code = run_cli(
         ["scan", "--dry-run", "--rule", "Every event", "--config", str(config), "--since", since]
         + ["--until", until, *map(str, INVICTUS)]
     )
@@ -118,7 +105,7 @@ def test_a_date_until_covers_its_whole_day_and_a_date_since_its_first_second(
     log = tmp_path / "leap.json"
     log.write_text(json.dumps([{"eventID": t, "eventName": "X", "eventTime": t} for t in times]))
 
-    code = run(
+    code = run_cli(
         ["scan", "--dry-run", "--config", str(config), "--rule", "Every event"]
         + ["--since", "2024-02-29", "--until", "2024-02-29", str(log)]
     )
@@ -131,7 +118,7 @@ def test_a_date_until_covers_its_whole_day_and_a_date_since_its_first_second(
 def test_rule_runs_only_the_named_rules_even_a_disabled_one(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run(
+    code = run_cli(
         [
             "scan",
             "--dry-run",
@@ -159,7 +146,7 @@ def test_rule_runs_only_the_named_rules_even_a_disabled_one(
 def test_an_unknown_rule_name_exits_2_and_suggests_the_closest(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run(
+    code = run_cli(
         ["scan", "--dry-run", "--config", str(config), "--rule", "Console logon", str(SEED_LOG)]
     )
     err = capsys.readouterr().err
@@ -190,7 +177,7 @@ def test_dash_reads_one_log_file_from_standard_input(config: Path, compress: boo
 
 
 def test_dash_twice_is_a_usage_error(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["scan", "--dry-run", "--config", str(config), "-", "-"]) == 2
+    assert run_cli(["scan", "--dry-run", "--config", str(config), "-", "-"]) == 2
     assert "once" in capsys.readouterr().err
 
 
@@ -199,7 +186,7 @@ def test_verbose_is_accepted_before_or_after_the_subcommand(
     config: Path, where: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["scan", "--dry-run", "--config", str(config), str(SEED_LOG)]
-    code = run(["-v", *argv] if where == "before" else [argv[0], "-v", *argv[1:]])
+    code = run_cli(["-v", *argv] if where == "before" else [argv[0], "-v", *argv[1:]])
     err = capfd.readouterr().err
 
     assert code == 0
@@ -208,7 +195,7 @@ def test_verbose_is_accepted_before_or_after_the_subcommand(
 
 
 def test_without_v_no_object_is_logged(config: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    assert run(["scan", "--dry-run", "--config", str(config), str(SEED_LOG)]) == 0
+    assert run_cli(["scan", "--dry-run", "--config", str(config), str(SEED_LOG)]) == 0
     assert "object_processed" not in capfd.readouterr().err
 
 
@@ -228,12 +215,12 @@ def test_an_s3_prefix_with_a_range_reads_only_files_dated_in_it(
     for key in keys:
         s3.put_object(Bucket="trail", Key=key, Body=gzipped(body))
 
-    both = run(
+    both = run_cli(
         ["scan", "--dry-run", "--config", str(config), "--rule", "Every event", "s3://trail/"]
         + ["--since", seed_day.replace("/", "-"), "--until", seed_day.replace("/", "-")]
     )
     out_both = capsys.readouterr()
-    one = run(
+    one = run_cli(
         ["scan", "--dry-run", "--config", str(config), "--rule", "Every event", "s3://trail/"]
         + ["--until", seed_day.replace("/", "-")]
     )
@@ -258,12 +245,12 @@ def test_an_s3_prefix_of_copied_files_is_listed_and_filtered_by_eventtime(
     s3.put_object(Bucket="exports", Key="copies/seed.json.gz", Body=gzipped(SEED_LOG.read_bytes()))
     day = records([SEED_LOG])[0]["eventTime"][:10]
 
-    inside = run(
+    inside = run_cli(
         ["scan", "--dry-run", "--config", str(config), "--rule", "Every event", "s3://exports/"]
         + ["--since", day, "--until", day]
     )
     out_inside = capsys.readouterr().out
-    outside = run(
+    outside = run_cli(
         ["scan", "--dry-run", "--config", str(config), "--rule", "Every event", "s3://exports/"]
         + ["--since", "2030-01-01", "--until", "2030-01-02"]
     )
@@ -271,3 +258,75 @@ def test_an_s3_prefix_of_copied_files_is_listed_and_filtered_by_eventtime(
 
     assert inside == outside == 0
     assert len(alerts_of(out_inside)) == 3 and alerts_of(out_outside) == []
+
+
+# -- the scope with i12's output formats ------------------------------------------------------
+
+
+def organisation_trail_copy(root: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The seed log's records under an organisation trail's key layout, a minute apart, each
+    with its own eventID and without the fields that say where they happened: only the key
+    tells (account 111111111111, eu-west-1)."""
+    folder = root / "AWSLogs/o-a1b2c3d4e5/111111111111/CloudTrail/eu-west-1/2021/07/10"
+    folder.mkdir(parents=True)
+    placed = [
+        {
+            **{k: v for k, v in record.items() if k not in ("recipientAccountId", "awsRegion")},
+            "eventID": f"event-{n}",
+            "eventTime": f"2021-07-10T16:4{n}:00Z",
+        }
+        for n, record in enumerate(records([SEED_LOG]))
+    ]
+    log = folder / "111111111111_CloudTrail_eu-west-1_20210710T1645Z_seed.json.gz"
+    log.write_bytes(gzipped(orjson.dumps({"Records": placed})))
+    return root / "AWSLogs", placed
+
+
+def test_text_of_a_scoped_scan_is_one_line_per_alert_placed_by_the_trail_key(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trail, placed = organisation_trail_copy(tmp_path)
+    times = sorted(record["eventTime"] for record in placed)
+    scope = ["--since", times[1], "--until", times[-1], "--rule", "Every event"]
+
+    text = run_cli(
+        ["scan", "--dry-run", "--format", "text", "--config", str(config), *scope, str(trail)]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    as_json = run_cli(
+        ["scan", "--dry-run", "--format", "json", "--config", str(config), *scope, str(trail)]
+    )
+    alerts = alerts_of(capsys.readouterr().out)
+
+    assert text == as_json == 0
+    wanted = sorted(r["eventID"] for r in placed if times[1] <= r["eventTime"] <= times[-1])
+    assert len(wanted) == len(placed) - 1
+    assert sorted(a["record"]["eventID"] for a in alerts) == wanted
+    assert {(a["account"], a["region"]) for a in alerts} == {("111111111111", "eu-west-1")}
+    assert len(lines) == len(wanted)
+    assert all(" Every event - " in line for line in lines)
+    assert all(line.endswith("  in 111111111111/eu-west-1  -> Out") for line in lines)
+
+
+def test_summary_of_a_scoped_scan_counts_what_the_range_left_out(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trail, placed = organisation_trail_copy(tmp_path)
+    last = max(record["eventTime"] for record in placed)
+    scope = ["--since", last, "--rule", "Every event", str(trail)]
+
+    text = run_cli(["scan", "--summary", "--all", "--config", str(config), *scope])
+    report = capsys.readouterr().out
+    as_json = run_cli(["scan", "--summary", "--format", "json", "--config", str(config), *scope])
+    document = orjson.loads(capsys.readouterr().out)
+
+    assert text == as_json == 0
+    inside = sum(1 for record in placed if record["eventTime"] >= last)
+    outside = len(placed) - inside
+    assert f"{inside} record" in report and f"from {last} to {last}" in report
+    assert f"{outside} records outside --since/--until left out" in report
+    # Only the rule named is enabled: the others are not rows, even with --all.
+    assert "Console login" not in report and "Tuning" not in report
+    assert document["records"] == inside and document["records_out_of_range"] == outside
+    assert [rule["name"] for rule in document["rules"]] == ["Every event"]
+    assert document["rules"][0]["alerts"] == inside

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Moto
 
 from tattletail import config
 from tattletail.aws import AwsClients
@@ -29,6 +28,7 @@ from tattletail.secret import FAILURE_TTL_SECONDS, Secret, SecretResolver, Secre
 from tattletail.summary import RunSummary
 from tests.destinations.destination_support import make_alert
 from tests.destinations.http_stand_in import HttpStandIn, Reply
+from tests.support import Moto
 
 HOOK_URL_PATH = "/hooks/ssm-kept-t0k3n-path"
 SIGNING_KEY = "sm-kept-s1gn1ng-k3y"

@@ -27,7 +27,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 import pytest
-from conftest import SEED_LOG, Moto
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +41,7 @@ from tattletail.summary import RunSummary
 from tests.destinations.destination_support import make_alert
 from tests.destinations.http_stand_in import HttpStandIn, Reply, Request, refused_url
 from tests.leak_check import ENCODERS, encode, forbidden, leaks
+from tests.support import SEED_LOG, Moto
 
 # The receiver's own logs (its access log quotes the path it was sent to) and moto's: theirs.
 RECEIVER_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.web", "werkzeug", "moto")

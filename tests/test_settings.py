@@ -8,9 +8,9 @@ from dataclasses import fields
 from typing import Any
 
 import pytest
-from conftest import REPO
 
 from tattletail.settings import Settings, SettingsError, documented_variables
+from tests.support import REPO
 
 # variable -> (a raw value as a user would write it, the value it must give)
 VALID = {
@@ -58,7 +58,7 @@ def variable_names() -> dict[str, str]:
 def readme_defaults() -> dict[str, str]:
     """The README's environment table: variable -> default as documented."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     return dict(re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]+?) \|", section, flags=re.M))
 
 

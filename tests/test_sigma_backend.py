@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sigma.collection import SigmaCollection
 from sigma.exceptions import SigmaError
-from sigma_support import jq_of, rule_yaml, verdict
 
 from tattletail.native import compile_native
 from tattletail.rules import RuleSet, RuleSource
 from tattletail.sigma.backend import JqBackend
+from tests.sigma_support import jq_of, rule_yaml, verdict
 
 
 def sel(**fields: Any) -> dict[str, Any]:

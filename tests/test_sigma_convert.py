@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED_DATA
-from sigma_support import UUID, rule_yaml
 
 from tattletail import config
 from tattletail.cli import main
 from tattletail.sigma.convert import Converter
+from tests.sigma_support import UUID, rule_yaml
+from tests.support import SHARED_DATA
 
 CLOUDTRAIL_RULES = SHARED_DATA / "sigma" / "sigmahq-cloudtrail"
 SELECTION = {"selection": {"eventName": "CreateUser"}, "condition": "selection"}

@@ -16,7 +16,8 @@ import orjson
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from sigma_support import UUID, jq_of, libjq_matches, native_matches
+
+from tests.sigma_support import UUID, jq_of, libjq_matches, native_matches
 
 # -- the reference evaluator ----------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sigma_support import (
+
+from tattletail.sigma.convert import Conversion
+from tests.sigma_support import (
     ARN,
     OTHER_ARN,
     T0,
@@ -20,8 +22,6 @@ from sigma_support import (
     record,
     rule_yaml,
 )
-
-from tattletail.sigma.convert import Conversion
 
 T0_ISO = iso(T0)
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from sigma_support import (
+
+from tattletail.sigma.cli import convert
+from tests.sigma_support import (
     ARN,
     OTHER_ARN,
     T0,
@@ -22,8 +24,6 @@ from sigma_support import (
     record,
     sent_alerts,
 )
-
-from tattletail.sigma.cli import convert
 
 
 def base(name: str, event: str, **meta: Any) -> dict[str, Any]:

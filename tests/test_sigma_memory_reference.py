@@ -20,10 +20,12 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from conftest import REPO, SHARED_DATA, real_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sigma_support import (
+
+from tattletail.alerts import Alert
+from tattletail.cli import main
+from tests.sigma_support import (
     T0,
     Expected,
     chain_completions,
@@ -38,9 +40,7 @@ from sigma_support import (
     memory_alerts,
     windowed_counts,
 )
-
-from tattletail.alerts import Alert
-from tattletail.cli import main
+from tests.support import REPO, SHARED_DATA, real_records
 
 SHIPPED = REPO / "config" / "rules" / "sigma"
 AGGREGATION = SHARED_DATA / "sigma" / "sigmahq-aggregation"

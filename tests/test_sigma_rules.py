@@ -14,13 +14,13 @@ from typing import Any
 import jq
 import orjson
 import pytest
-from conftest import REPO, SHARED_DATA, real_records
 
 from tattletail import config
 from tattletail.native import Fallback, compile_native
 from tattletail.rules import RuleSet, RuleSource
 from tattletail.sigma.cli import convert
 from tattletail.sigma.convert import Conversion, Converter
+from tests.support import REPO, SHARED_DATA, real_records
 
 SIGMA_DATA = SHARED_DATA / "sigma"
 CLOUDTRAIL_RULES = SIGMA_DATA / "sigmahq-cloudtrail"

@@ -17,7 +17,7 @@ from tattletail.objects import ObjectError
 from tattletail.rules import RuleSource
 from tattletail.worker_process import ENV_ALLOW_LIST
 from tattletail.workers import WorkerPool
-from tests.conftest import SEED_LOG
+from tests.support import SEED_LOG
 
 CREATE_USER = RuleSource(
     "Create User",

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from tattletail.aws import AwsClients
-from tests.conftest import Moto
+from tests.support import Moto
 
 ORG = "o-t3st0rg1d0"
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")

@@ -9,11 +9,11 @@ from functools import cache
 from typing import Any
 
 import orjson
-from conftest import SEED_LOG, real_records
 
 from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
 from tattletail.destinations import DeliveryContext
+from tests.support import SEED_LOG, real_records
 
 CREATE_USER: dict[str, Any] = orjson.loads(SEED_LOG.read_bytes())["Records"][1]
 # Never reached: for destinations that need no AWS client.

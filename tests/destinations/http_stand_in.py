@@ -21,6 +21,8 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.support import serving
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -114,39 +116,12 @@ class HttpStandIn:
     ) -> Iterator[HttpStandIn]:
         """Serve from a thread of its own (usable from sync and async tests alike)."""
         stand_in = cls(default, respond)
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, daemon=True)
-        thread.start()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", stand_in._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-
-        async def start() -> int:
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-        try:
-            port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+        with serving(app) as (port, _):
             stand_in.port = port
             stand_in.base = f"http://127.0.0.1:{port}"
             yield stand_in
-        finally:
-
-            async def stop() -> None:
-                await runner.cleanup()
-                # A reply still held back (a sender that timed out) ends here, not at exit
-                # with "Task was destroyed but it is pending".
-                held = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-                for task in held:
-                    task.cancel()
-                await asyncio.gather(*held, return_exceptions=True)
-
-            asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
-            loop.close()
 
 
 def refused_url(path: str = "/hook") -> str:

@@ -6,7 +6,6 @@ from typing import Any
 
 import orjson
 import pytest
-from destination_support import CREATE_USER, assert_is_marker, make_alert, synthetic_record
 
 from tattletail.destinations.budget import (
     TRUNCATED,
@@ -18,6 +17,12 @@ from tattletail.destinations.budget import (
 )
 from tattletail.destinations.http import retry_after
 from tattletail.records import RecordJSON
+from tests.destinations.destination_support import (
+    CREATE_USER,
+    assert_is_marker,
+    make_alert,
+    synthetic_record,
+)
 
 
 def test_message_within_budget_is_untouched() -> None:

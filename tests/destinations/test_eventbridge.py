@@ -8,14 +8,6 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Moto
-from destination_support import (
-    assert_is_marker,
-    delivery,
-    largest_real_records,
-    make_alert,
-    synthetic_record,
-)
 
 from tattletail.destinations import DeliveryContext, DeliveryError, DestinationConfigError
 from tattletail.destinations.eventbridge import (
@@ -25,6 +17,14 @@ from tattletail.destinations.eventbridge import (
     EventBridgeDestination,
     render,
 )
+from tests.destinations.destination_support import (
+    assert_is_marker,
+    delivery,
+    largest_real_records,
+    make_alert,
+    synthetic_record,
+)
+from tests.support import Moto
 
 
 def bus_to_queue(moto: Moto, bus: str = "default") -> str:

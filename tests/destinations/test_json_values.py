@@ -9,8 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Moto
-from destination_support import CREATE_USER, delivery, make_alert
 
 from tattletail.alerts import Alert
 from tattletail.destinations import (
@@ -26,6 +24,8 @@ from tattletail.destinations import (
 )
 from tattletail.json_output import dumps
 from tattletail.records import RecordJSON
+from tests.destinations.destination_support import CREATE_USER, delivery, make_alert
+from tests.support import Moto
 
 BIG = 10**20
 DEEP = json.loads("[" * 300 + "]" * 300)

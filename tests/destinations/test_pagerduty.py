@@ -9,15 +9,6 @@ from typing import Any
 
 import orjson
 import pytest
-from destination_support import (
-    CREATE_USER,
-    assert_is_marker,
-    delivery,
-    largest_real_records,
-    make_alert,
-    synthetic_record,
-)
-from http_stand_in import HttpStandIn, Reply
 
 from tattletail.destinations import DeliveryError, DestinationConfigError
 from tattletail.destinations.pagerduty import (
@@ -26,6 +17,15 @@ from tattletail.destinations.pagerduty import (
     PagerDutyDestination,
     render,
 )
+from tests.destinations.destination_support import (
+    CREATE_USER,
+    assert_is_marker,
+    delivery,
+    largest_real_records,
+    make_alert,
+    synthetic_record,
+)
+from tests.destinations.http_stand_in import HttpStandIn, Reply
 
 ROUTING_KEY = "R0UT1NGK3Y0123456789abcdef012345"
 ACCEPTED = '{"status":"success","message":"Event processed","dedup_key":"x"}'

@@ -9,11 +9,11 @@ import re
 from typing import Any
 
 import pytest
-from conftest import Moto
-from destination_support import delivery, make_alert, synthetic_record
 
 from tattletail.destinations import DeliveryError, DestinationConfigError
 from tattletail.destinations.s3 import S3Destination, slug
+from tests.destinations.destination_support import delivery, make_alert, synthetic_record
+from tests.support import Moto
 
 BUCKET = "alert-archive"
 KEY = re.compile(

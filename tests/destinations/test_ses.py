@@ -9,32 +9,21 @@ from typing import Any
 import orjson
 import pytest
 from botocore.exceptions import ClientError
-from conftest import SEED_LOG, Moto
-from destination_support import (
-    assert_is_marker,
-    largest_real_records,
-    synthetic_record,
-)
-from destination_support import delivery as delivery_to
 
-from tattletail.alerts import Alert
 from tattletail.destinations import DestinationConfigError
 from tattletail.destinations.ses import BODY_LIMIT, SUBJECT_LIMIT, SesDestination, render
+from tests.destinations.destination_support import (
+    CREATE_USER,
+    assert_is_marker,
+    largest_real_records,
+    make_alert,
+    synthetic_record,
+)
+from tests.destinations.destination_support import delivery as delivery_to
+from tests.support import Moto
 
-CREATE_USER: dict[str, Any] = orjson.loads(SEED_LOG.read_bytes())["Records"][1]
 FROM_EMAIL = "cloudtrail_tattletail@example.com"
 TO_EMAILS = ("foo@example.com", "bar@example.com")
-
-
-def make_alert(match: Any = "username: user1", name: str = "Create User") -> Alert:
-    return Alert(
-        rule_name=name,
-        description="A new IAM user has been created",
-        record=CREATE_USER,
-        match=match,
-        source="s3://trail-bucket/AWSLogs/1.json.gz",
-        destinations=("Email",),
-    )
 
 
 def test_subject_names_the_rule() -> None:

@@ -10,18 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import SlackStandIn
-from destination_support import (
-    CREATE_USER,
-    assert_is_marker,
-    delivery,
-    json_size,
-    largest_real_records,
-    synthetic_record,
-)
-from destination_support import make_alert as base_alert
 
-from tattletail.alerts import Alert
 from tattletail.destinations import DeliveryError, DestinationConfigError
 from tattletail.destinations.slack_webhook import (
     RECORD_SECTIONS,
@@ -31,6 +20,16 @@ from tattletail.destinations.slack_webhook import (
     render,
 )
 from tattletail.secret import Secret
+from tests.destinations.destination_support import (
+    CREATE_USER,
+    assert_is_marker,
+    delivery,
+    json_size,
+    largest_real_records,
+    make_alert,
+    synthetic_record,
+)
+from tests.support import SlackStandIn
 
 # Slack's documented limits: a section's text 3,000 characters, a field's 2,000, a header's 150,
 # 50 blocks per message.
@@ -38,23 +37,6 @@ SECTION_TEXT_LIMIT = 3000
 FIELD_TEXT_LIMIT = 2000
 HEADER_TEXT_LIMIT = 150
 MAX_BLOCKS = 50
-
-
-def make_alert(
-    record: dict[str, Any] | None = None,
-    match: Any = "username: user1",
-    name: str = "Create User",
-    description: str = "A new IAM user has been created",
-    **metadata: Any,
-) -> Alert:
-    return base_alert(
-        record,
-        match=match,
-        name=name,
-        description=description,
-        destinations=("Slack Warnings",),
-        **metadata,
-    )
 
 
 def section_texts(body: dict[str, Any]) -> list[str]:

@@ -7,34 +7,21 @@ import dataclasses
 import json
 from typing import Any
 
-import orjson
 import pytest
 from botocore.exceptions import ClientError
-from conftest import SEED_LOG, Moto
-from destination_support import (
-    assert_is_marker,
-    largest_real_records,
-    synthetic_record,
-)
-from destination_support import delivery as delivery_to
 
 from tattletail.alerts import Alert
 from tattletail.destinations import DestinationConfigError
 from tattletail.destinations.sns import MESSAGE_LIMIT, SUBJECT_LIMIT, SnsDestination, render
-
-CREATE_USER: dict[str, Any] = orjson.loads(SEED_LOG.read_bytes())["Records"][1]
-
-
-def make_alert(name: str = "Create User", match: Any = "username: user1") -> Alert:
-    return Alert(
-        rule_name=name,
-        description="A new IAM user has been created",
-        record=CREATE_USER,
-        match=match,
-        source="s3://trail-bucket/AWSLogs/1.json.gz",
-        destinations=("Default SNS",),
-    )
-
+from tests.destinations.destination_support import (
+    CREATE_USER,
+    assert_is_marker,
+    largest_real_records,
+    make_alert,
+    synthetic_record,
+)
+from tests.destinations.destination_support import delivery as delivery_to
+from tests.support import Moto
 
 # The Go original's payload: every consumer of the topic relies on these.
 ORIGINAL_KEYS = ("name", "description", "record", "match")

@@ -7,14 +7,6 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Moto
-from destination_support import (
-    assert_is_marker,
-    delivery,
-    largest_real_records,
-    make_alert,
-    synthetic_record,
-)
 
 from tattletail.destinations import DestinationConfigError
 from tattletail.destinations.sqs import (
@@ -25,6 +17,14 @@ from tattletail.destinations.sqs import (
     render_dead_letter,
 )
 from tattletail.retry import classify
+from tests.destinations.destination_support import (
+    assert_is_marker,
+    delivery,
+    largest_real_records,
+    make_alert,
+    synthetic_record,
+)
+from tests.support import Moto
 
 
 def read_all(moto: Moto, queue_url: str) -> list[dict[str, Any]]:

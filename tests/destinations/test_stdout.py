@@ -5,31 +5,15 @@ from __future__ import annotations
 import json
 import pickle
 from dataclasses import replace
-from typing import Any
 
-import orjson
 import pytest
-from conftest import SEED_LOG
 
-from tattletail.alerts import Alert
 from tattletail.aws import AwsClients
 from tattletail.destinations import DeliveryContext
 from tattletail.destinations.stdout import StdoutDestination, render
 from tattletail.records import RecordJSON
 from tattletail.rules import RuleSet, RuleSource
-
-CREATE_USER: dict[str, Any] = orjson.loads(SEED_LOG.read_bytes())["Records"][1]
-
-
-def make_alert(description: str = "A new IAM user has been created", match: Any = "m") -> Alert:
-    return Alert(
-        rule_name="Create User",
-        description=description,
-        record=CREATE_USER,
-        match=match,
-        source="s3://trail-bucket/AWSLogs/1.json.gz",
-        destinations=("Print",),
-    )
+from tests.destinations.destination_support import CREATE_USER, make_alert
 
 
 def test_line_has_the_sns_keys_plus_source() -> None:

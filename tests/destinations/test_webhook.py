@@ -12,14 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-from destination_support import (
-    assert_is_marker,
-    delivery,
-    largest_real_records,
-    make_alert,
-    synthetic_record,
-)
-from http_stand_in import HttpStandIn, Reply, refused_url
 
 from tattletail.destinations import DeliveryError, DestinationConfigError
 from tattletail.destinations.webhook import (
@@ -33,6 +25,14 @@ from tattletail.destinations.webhook import (
     verify,
 )
 from tattletail.secret import Secret
+from tests.destinations.destination_support import (
+    assert_is_marker,
+    delivery,
+    largest_real_records,
+    make_alert,
+    synthetic_record,
+)
+from tests.destinations.http_stand_in import HttpStandIn, Reply, refused_url
 
 SIGNING_SECRET = "wh-s1gn1ng-s3cr3t-value"
 HOOK_PATH = "/hooks/T0K3N-in-the-path"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Moto
+from tests.support import Moto
 
 STATE_TABLE = "tattletail-state"
 

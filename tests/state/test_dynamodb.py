@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-from conftest import Moto
 
 from tattletail.aws import AwsClients
 from tattletail.json_output import dumps
@@ -17,6 +16,7 @@ from tattletail.state.dynamodb import DynamoDBStore
 from tattletail.state.store import InMemoryStore, StateStore, StateUnavailable, Versioned
 from tests.destinations.http_stand_in import refused_url
 from tests.state.state_support import STATE_TABLE, create_state_table
+from tests.support import Moto
 
 T = TypeVar("T")
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Moto, gzipped
 
 import tattletail
 from tattletail import lambda_handler
 from tests.destinations.http_stand_in import HttpStandIn, Reply
 from tests.lambda_support import BUCKET, LambdaContext, s3_event
 from tests.state.state_support import STATE_TABLE, create_state_table
+from tests.support import Moto, gzipped
 
 T0 = "2023-07-10T12:00:00Z"
 

@@ -59,7 +59,7 @@ def test_a_timeline_passes_when_the_alerts_are_those_expected(
     )
     code, out = run(tmp_path, text, capsys)
     assert code == 0, out
-    assert out.splitlines()[-1] == "2 tests of 1 rules: 2 passed, 0 failed, 0 errors, 0 skipped"
+    assert out.splitlines()[-1] == "2 tests of 1 rule: 2 passed, 0 failed, 0 errors, 0 skipped"
 
 
 def test_a_failing_timeline_says_which_alert_and_field_differ(
@@ -124,7 +124,7 @@ destinations = []
 @pytest.mark.parametrize(
     ("head", "entry", "expected"),
     [
-        ("", "repeat = 2", "give exactly one of 'event' (a table) and 'event_file'"),
+        ("", "repeat = 2", "give exactly one of 'event' (a table, or the record's JSON in a"),
         ("expect = true", f"{DENIED}\nrepeat = 0", "'repeat' must be from 1 to 10000"),
         ("expect = true", f"{DENIED}\nevery = 'soon'", "every: 'soon' is not a duration"),
         ("expect = true", f"{DENIED}\nat = 'yesterday'", "'at' must be a date-time with an offset"),
