@@ -2813,7 +2813,12 @@ def _fromjson(x: Any) -> Any:
 
 
 def _holds_number(value: Any) -> bool:
-    # A loop, not recursion: `fromjson` values are as deep as orjson reads (1,024 levels).
+    return any(leaf.__class__ is int or leaf.__class__ is float for leaf in _leaves(value))
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """The values in arrays and objects, all the way down, that are neither: a loop, not a
+    recursion (a record or a `fromjson` value may nest deeper than Python's stack)."""
     pending = [value]
     while pending:
         item = pending.pop()
@@ -2822,9 +2827,8 @@ def _holds_number(value: Any) -> bool:
             pending.extend(item.values())
         elif kind is list:
             pending.extend(item)
-        elif kind is int or kind is float:
-            return True
-    return False
+        else:
+            yield item
 
 
 def _b_fromjson() -> _Code:
@@ -3087,17 +3091,11 @@ def _container_json(v: dict[str, Any] | list[Any]) -> str:
     reads): keys in the order they were read, as orjson writes them, strings escaped as jq does
     (orjson leaves U+007F as is, jq writes it \\u007f; the rest is the same).  The walk is a
     loop, not a recursion: a record may nest deeper than Python's stack."""
-    pending: list[Any] = [v]
-    while pending:
-        x = pending.pop()
+    for x in _leaves(v):
         t = x.__class__
-        if t is dict:
-            pending.extend(x.values())
-        elif t is list:
-            pending.extend(x)
-        elif t is float or (t is int and not (-_EXACT <= x <= _EXACT and x)):
+        if t is float or (t is int and not (-_EXACT <= x <= _EXACT and x)):
             raise Fallback  # jq prints the literal it read (0 may have been -0)
-        elif t not in _TYPE_NAMES:
+        if t not in _TYPE_NAMES:
             raise Fallback  # not a JSON value as orjson would decode it
     try:
         text = orjson.dumps(v).decode()
