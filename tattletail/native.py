@@ -33,10 +33,12 @@ exception, for speed: an output that *is* the input record (``select(...)`` rule
 as the record object itself.  The binding would return an equal copy, except that it rounds
 integers beyond 2**53 through a double.
 
-The record handed to :meth:`~NativeProgram.first_output` must be what orjson decoded from the
-text libjq is given (``dict``/``list``/``str``/``int``/``float``/``bool``/``None``).  Integers are
-assumed to be written canonically in that text (orjson re-serialisation does; ``-0`` written in
-the original would interpolate as ``"-0"`` in jq and as ``"0"`` here).
+The record handed to :meth:`~NativeProgram.first_output` must be what orjson (or, where orjson
+refuses, ``tattletail.json_input``) decoded from the text libjq is given, the file's own text
+(``dict``/``list``/``str``/``int``/``float``/``bool``/``None``).  That text may write a number
+otherwise than its value says (``-0``, ``1.00``, ``1e400``): jq prints and compares the literal,
+so the fast path never prints a float or a 0, never compares floats, and defers the largest
+double (1e400 and Infinity read as it) to libjq.
 
 Prefilter
 ---------
@@ -65,11 +67,11 @@ record itself (``select(...)`` programs).  The contract: for two records on whic
 included) is the same -- except that, when ``identity_output``, each record's output is that
 record itself.  ``memo_key`` is the reference for "equal values at ``reads``": it walks each path
 as jq does (through objects and nulls; a missing key and null read the same in every use the
-analysis allows), keeps JSON types apart (``true``, ``1`` and ``1.0`` differ; ``-0.0`` and
-``0.0`` too), records where the walk stops at a non-object (jq raises an error there), and is
-None (do not memoise) when a value read is an array or object.  A plain ``.get`` chain is *not*
-enough: ``{"userIdentity": "x"}`` and ``{}`` give null for ``.userIdentity.type`` that way,
-but jq raises an error on the first.
+analysis allows), keeps JSON types apart (``true`` and ``1`` differ), records where the walk
+stops at a non-object (jq raises an error there), and is None (do not memoise) when a value read
+is an array, an object, a float or 0 (equal values, maybe different literals: see above).  A
+plain ``.get`` chain is *not* enough: ``{"userIdentity": "x"}`` and ``{}`` give null for
+``.userIdentity.type`` that way, but jq raises an error on the first.
 
 Gate
 ----
@@ -92,11 +94,13 @@ ascii_downcase ascii_upcase startswith endswith ltrimstr rtrimstr contains has t
 join tojson fromjson flatten first last first(f) last(f) map IN any all isempty values nulls
 booleans numbers strings arrays objects iterables scalars`` (string/regex arguments must be
 literals, except ``contains(e)``, ``startswith(e)`` and ``endswith(e)`` on strings; ``tojson``
-defers to libjq on a float or an integer beyond 2**53 anywhere in its input; ``fromjson`` defers
-to libjq on any number or on text orjson rejects; ``flatten`` on arrays only).  ``test``
-accepts a conservative regex subset (literals, ``.``, anchors ``^ $ \\A``, groups, alternation,
-classes, ``\\d \\w \\s \\b`` and negations, greedy/lazy quantifiers; flags ``i``, ``g`` and a
-no-op ``x``).  Everything else makes the body unsupported; ``def``, ``reduce``, ``foreach``,
+defers to libjq on a float, a 0 or an integer beyond 2**53 anywhere in its input; ``fromjson``
+defers to libjq on any number or on text orjson rejects; ``flatten`` on arrays only).  ``test``
+accepts a conservative regex subset (literals, ``.``, anchors ``^ $ \\A \\b \\B``, groups,
+alternation, classes, ``\\d \\w \\s`` and negations, greedy/lazy quantifiers; flags ``i``, ``g``
+and a no-op ``x``), and answers for an input only where Oniguruma's answer is certain (ASCII
+input where the meaning depends on it, within Oniguruma's backtracking limit: see "Regexes").
+Everything else makes the body unsupported; ``def``, ``reduce``, ``foreach``,
 ``try``, ``label``, destructuring, assignments and unary minus make the program unsupported
 from the stage where they appear (see Prefilter).  The semantics modelled are those of the jq
 bundled with the ``jq`` binding (jq 1.8).
@@ -104,7 +108,9 @@ bundled with the ``jq`` binding (jq 1.8).
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -119,6 +125,7 @@ __all__ = [
     "Fallback",
     "NativeProgram",
     "compile_native",
+    "equal_to_record",
     "required_values",
 ]
 
@@ -174,7 +181,12 @@ class NativeProgram:
 
     def first_output(self, record: Any) -> Any:
         """First output of the program on ``record``, or ``NO_OUTPUT``; raises ``Fallback``."""
-        return self._run(record)
+        try:
+            return self._run(record)
+        except RecursionError:
+            # Values nested deeper than Python's stack allows (orjson reads 1,024 levels, and
+            # `fromjson` makes more of a string): libjq decides, and nothing else escapes.
+            raise Fallback from None
 
     def memo_key(self, record: Any) -> tuple[Any, ...] | None:
         """A hashable key such that records with equal keys have the same first output (or the
@@ -185,6 +197,13 @@ class NativeProgram:
 
 def compile_native(source: str) -> NativeProgram | None:
     """Compile ``source``; ``None`` when there is neither a native evaluator nor a prefilter."""
+    try:
+        return _compile_source(source)
+    except RecursionError:
+        return None  # a program nested or chained deeper than the analyses' recursion: libjq's
+
+
+def _compile_source(source: str) -> NativeProgram | None:
     ast = _parse(source)
     if ast is None:
         return None
@@ -235,8 +254,11 @@ def _leading_select(ast: _Node) -> _Node | None:
 
 def required_values(source: str) -> Mapping[tuple[str, ...], frozenset[str]] | None:
     """The prefilter of ``source`` (see ``NativeProgram.required``), even if it is not evaluable."""
-    ast = _parse(source)
-    return None if ast is None else _required(ast)
+    try:
+        ast = _parse(source)
+        return None if ast is None else _required(ast)
+    except RecursionError:
+        return None
 
 
 def _always_fallback(record: Any) -> Any:
@@ -1100,6 +1122,55 @@ def _jq_eq(a: Any, b: Any) -> bool:
     return True
 
 
+def equal_to_record(output: Any, record: Any) -> bool | None:
+    """jq's ``output == record``, for a first output as the jq binding returns it (numbers
+    through a double) and a record as orjson decoded it; None where the answer depends on what
+    the binding does not show.
+
+    Kinds are kept apart (``true`` is not ``1``).  Numbers with different doubles differ in jq
+    too; numbers with the same double are None: jq compares two number literals exactly (the
+    record's ``9007199254740993`` and a rule's ``9007199254740992``, or ``5`` and
+    ``5.00000000000000001``) and the binding rounds both alike.  A loop, not recursion: records
+    nest as deep as orjson reads.
+    """
+    unsure = False
+    pending = [(output, record)]
+    while pending:
+        a, b = pending.pop()
+        kind = a.__class__
+        if a is None and b.__class__ is float and b != b:
+            unsure = True  # the binding shows NaN as null; jq may find it equal (the same value)
+        elif kind is str or kind is bool or a is None:
+            if a is not b and (kind is not b.__class__ or a != b):
+                return False
+        elif kind is dict:
+            if b.__class__ is not dict or len(a) != len(b):
+                return False
+            for key, value in a.items():
+                other = b.get(key, _ABSENT)
+                if other is _ABSENT:
+                    return False
+                pending.append((value, other))
+        elif kind is list:
+            if b.__class__ is not list or len(a) != len(b):
+                return False
+            pending.extend(zip(a, b, strict=True))
+        elif kind is int or kind is float:
+            if b.__class__ is not int and b.__class__ is not float:
+                return False
+            try:
+                if float(a) != float(b):
+                    return False
+            except OverflowError:
+                return None
+            unsure = True
+        else:
+            return None
+    return None if unsure else True
+
+
+_ABSENT: Final = object()
+
 _COMPARE_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "==": _jq_eq,
     "!=": lambda a, b: not _jq_eq(a, b),
@@ -1139,15 +1210,28 @@ def _format(v: Any) -> str:
         return "null"
     if t is bool:
         return "true" if v else "false"
-    if t is int and -_EXACT <= v <= _EXACT:
+    if t is int and -_EXACT <= v <= _EXACT and v:
         return str(v)
-    raise Fallback  # floats (literal-preserving formatting), containers (jq's own tojson)
+    # Floats (jq prints the literal it read), containers (jq's own tojson), and 0: the record's
+    # text may say -0, which jq prints as written and orjson reads as 0.
+    raise Fallback
+
+
+_LARGEST_DOUBLE: Final = sys.float_info.max
 
 
 def _binding_value(v: Any) -> Any:
-    """``v`` as the jq binding returns it: numbers go through a double, integral ones to int."""
+    """``v`` as the jq binding returns it: numbers go through a double, integral ones to int,
+    NaN to null."""
     t = v.__class__
     if t is float:
+        if v != v:
+            return None
+        if abs(v) >= _LARGEST_DOUBLE:
+            # Read from 1e400 or Infinity (jq: infinite, the binding: the largest double, a
+            # float) or from that double written out (jq and the binding: an integer): which
+            # one, the value does not say.
+            raise Fallback
         return int(v) if v.is_integer() else v
     if t is int:
         return v if -_EXACT <= v <= _EXACT else int(float(v))
@@ -1164,16 +1248,614 @@ _ASCII_UPPER: Final = {c: c - 32 for c in range(ord("a"), ord("z") + 1)}
 
 # ---------------------------------------------------------------------------------------------
 # Regexes: only patterns whose Oniguruma (jq) and Python meanings provably coincide.
+#
+# A pattern of the subset is parsed into a small tree (_RAtom, _RAnchor, _RSeq, _RAlt,
+# _RGroup, _RRepeat), which gives: the same pattern for Python's re, translated where the two
+# engines differ in a way re can express (`\B`); whether that meaning holds on ASCII input
+# only (\d \w \s \b, or "i"); and the inputs Oniguruma certainly answers (see _input_guard):
+# past 10,000,000 backtracks in one match attempt Oniguruma gives up, and jq raises "Regex
+# failure: retry-limit-in-match over" where Python would go on (see _pushes).
+# tests/test_native_regex_fuzz.py checks all of it against Oniguruma on generated patterns.
 
 _REGEX_PUNCT: Final = frozenset(".^$*+?()[]{}|\\/-_ #~'\";:,=!@%&")
 _REGEX_CLASS_SHORTHANDS: Final = frozenset("dDwWsS")
 _REGEX_CONTROL: Final = {"n": "\n", "t": "\t", "r": "\r"}
 _REGEX_INTERVAL: Final = re.compile(r"\{([0-9]{1,4})(,([0-9]{1,4})?)?\}")
+# Oniguruma's `\B` also matches in the empty string; Python's does not.
+_NOT_A_WORD_BOUNDARY: Final = r"(?!\b)"
+# With "i", Oniguruma lets a positive character class that holds a character whose full case
+# folding is several characters (ß -> ss, ﬃ -> ffi) match that sequence too: `[\w]{1,8}` matches
+# "password1" ("ss" counts once).  `\w` on its own and `[^...]` do not.  On ASCII input only the
+# foldings made of ASCII letters can matter: ss, st, ff, fi, fl, ffi, ffl (from ß ẞ ﬅ ﬆ ﬀ ﬁ ﬂ ﬃ
+# ﬄ, all letters: \w, \S and \D hold them, no other part of the subset does under "i", whose
+# patterns are ASCII).  Such a class is evaluated as the plain class, on input holding none of
+# these sequences (any case); other input is left to libjq.
+_FOLDING_SHORTHANDS: Final = frozenset("wSD")
+_FOLD_SEQUENCES: Final = re.compile(r"s[st]|f[fil]", re.IGNORECASE | re.ASCII)
+# Backtracking entries Oniguruma may push on one visit of: a literal under "i" (its case
+# variants, ONIGENC_GET_CASE_FOLD_CODES_MAX_NUM), a folding class (one per multi-character
+# case folding in Unicode, 104 of them).
+_LITERAL_FOLD_PUSHES: Final = 13
+_CLASS_FOLD_PUSHES: Final = 128
+# Oniguruma fails a match attempt at its 10,000,000th backtrack (DEFAULT_RETRY_LIMIT_IN_MATCH);
+# the fast path answers only where the bound below stays ten times under that.
+_BACKTRACK_BUDGET: Final = 1_000_000
 
 
 class _Regex(NamedTuple):
     matches: Callable[[str], bool]  # the pattern matches somewhere in the string
-    ascii_only: bool  # the meaning differs from Oniguruma's on non-ASCII input
+    # Whether an input string is answered natively (else Fallback); None: every string.
+    guard: Callable[[str], bool] | None
+
+
+# A set of characters: (negated, chars) is every character in chars, or every one not in it.
+_Chars = tuple[bool, frozenset[str]]
+_NO_CHARS: Final[_Chars] = (False, frozenset())
+_ASCII_WORD: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_ASCII_SPACE: Final = frozenset(" \t\n\r\f\v")
+_DIGITS: Final = frozenset("0123456789")
+# The class escapes on ASCII input, the only input answered where they are used.
+_SHORTHAND_CHARS: Final[dict[str, _Chars]] = {
+    "d": (False, _DIGITS),
+    "D": (True, _DIGITS),
+    "w": (False, _ASCII_WORD),
+    "W": (True, _ASCII_WORD),
+    "s": (False, _ASCII_SPACE),
+    "S": (True, _ASCII_SPACE),
+}
+
+
+def _chars_union(a: _Chars, b: _Chars) -> _Chars:
+    (neg_a, set_a), (neg_b, set_b) = a, b
+    if not neg_a and not neg_b:
+        return False, set_a | set_b
+    if neg_a and neg_b:
+        return True, set_a & set_b
+    return (True, set_b - set_a) if neg_b else (True, set_a - set_b)
+
+
+def _chars_disjoint(a: _Chars, b: _Chars) -> bool:
+    (neg_a, set_a), (neg_b, set_b) = a, b
+    if neg_a and neg_b:
+        return False
+    if neg_a:
+        return set_b <= set_a
+    if neg_b:
+        return set_a <= set_b
+    return not set_a & set_b
+
+
+def _case_closed(chars: frozenset[str]) -> frozenset[str]:
+    """With "i" (ASCII patterns and input): each letter in both cases."""
+    return chars | {c.swapcase() for c in chars if c.isascii()}
+
+
+@dataclass(frozen=True, slots=True)
+class _RAtom:
+    """One character: a literal, an escape, `.`, a shorthand or a class."""
+
+    python: str
+    pushes: int = 0  # backtracking entries Oniguruma may push on one visit
+    # The characters it matches in the inputs answered natively (see _Chars), if known.
+    chars: _Chars | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _RAnchor:
+    python: str
+
+
+@dataclass(frozen=True, slots=True)
+class _RSeq:
+    items: tuple[_RNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _RAlt:
+    branches: tuple[_RNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _RGroup:
+    body: _RNode
+    capturing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _RRepeat:
+    body: _RNode
+    low: int
+    high: int | None  # None: unbounded
+    quantifier: str  # as written, with its lazy `?`
+
+
+_RNode = _RAtom | _RAnchor | _RSeq | _RAlt | _RGroup | _RRepeat
+
+
+class _RegexParser:
+    """The subset: literals, escaped punctuation, \\n \\t \\r, `.`, \\d \\w \\s and negations,
+    classes of those and of ranges, anchors ^ $ \\A \\b \\B, groups ( ) and (?: ), alternation,
+    greedy and lazy quantifiers (not on anchors, nor on groups holding one: Oniguruma refuses
+    some of those, "target of repeat operator is invalid"; nor unbounded on what can match
+    empty).  Anything else raises _Unsupported."""
+
+    def __init__(self, pattern: str, icase: bool) -> None:
+        self.p = pattern
+        self.i = 0
+        self.icase = icase
+        self.sensitive = False  # uses \d \w \s \b or a negation: agreement on ASCII only
+        self.folds = False  # holds a folding class (see _FOLDING_SHORTHANDS)
+
+    def parse(self) -> _RNode:
+        node = self.alternation()
+        if self.i != len(self.p):
+            raise _Unsupported("unbalanced )")
+        return node
+
+    def alternation(self) -> _RNode:
+        branches = [self.sequence()]
+        while self.p.startswith("|", self.i):
+            self.i += 1
+            branches.append(self.sequence())
+        return branches[0] if len(branches) == 1 else _RAlt(tuple(branches))
+
+    def sequence(self) -> _RNode:
+        items: list[_RNode] = []
+        while self.i < len(self.p) and self.p[self.i] not in "|)":
+            items.append(self.quantified(self.atom()))
+        return items[0] if len(items) == 1 else _RSeq(tuple(items))
+
+    def quantified(self, body: _RNode) -> _RNode:
+        p, start = self.p, self.i
+        c = p[start : start + 1]
+        if c == "" or c not in "*+?{":
+            return body
+        if c == "{":
+            m = _REGEX_INTERVAL.match(p, start)
+            if m is None:
+                raise _Unsupported("brace")  # Oniguruma reads `{,n}` and bad braces literally
+            low, high_text = int(m.group(1)), m.group(3)
+            high = None if m.group(2) and high_text is None else int(high_text or low)
+            if low > 1000 or (high is not None and not low <= high <= 1000):
+                raise _Unsupported("interval")
+            self.i = m.end()
+        else:
+            low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[c]
+            self.i += 1
+        if p.startswith("?", self.i):
+            self.i += 1  # lazy: same match/no-match answer
+        if self.i < len(p) and p[self.i] in "*+?{":
+            raise _Unsupported("possessive or stacked quantifier")
+        if _holds_anchor(body):
+            raise _Unsupported("quantified anchor")
+        if high is None and _nullable(body):
+            raise _Unsupported("unbounded repeat of what can match empty")
+        return _RRepeat(body, low, high, p[start : self.i])
+
+    def atom(self) -> _RNode:  # noqa: C901 - one branch per kind of atom
+        p, i = self.p, self.i
+        c = p[i]
+        literal_pushes = _LITERAL_FOLD_PUSHES if self.icase else 0
+        if c == "\\":
+            d = p[i + 1 : i + 2]
+            self.i += 2
+            if d in _REGEX_CLASS_SHORTHANDS:
+                self.sensitive = True
+                return _RAtom(p[i : i + 2], chars=_SHORTHAND_CHARS[d])
+            if d in ("b", "B"):
+                self.sensitive = True
+                return _RAnchor(r"\b" if d == "b" else _NOT_A_WORD_BOUNDARY)
+            if d == "A":
+                return _RAnchor(r"\A")
+            if d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT):
+                return _RAtom(p[i : i + 2], literal_pushes, self.literal(_REGEX_CONTROL.get(d, d)))
+            raise _Unsupported("escape")
+        if c == "[":
+            return self.char_class()
+        if c == "(":
+            capturing = not p.startswith("(?", i)
+            if not capturing and not p.startswith("(?:", i):
+                raise _Unsupported("group")  # lookarounds, named groups, inline flags, comments
+            self.i += 1 if capturing else 3
+            body = self.alternation()
+            if not p.startswith(")", self.i):
+                raise _Unsupported("unclosed group")
+            self.i += 1
+            return _RGroup(body, capturing)
+        self.i += 1
+        if c in "^$":
+            return _RAnchor(c)
+        if c == ".":
+            return _RAtom(".", chars=(True, frozenset("\n")))
+        if c in "*+?{}]":
+            raise _Unsupported("stray metacharacter")
+        return _RAtom(c, literal_pushes, self.literal(c))
+
+    def literal(self, c: str) -> _Chars:
+        return False, _case_closed(frozenset(c)) if self.icase else frozenset(c)
+
+    def char_class(self) -> _RAtom:
+        """A class without nesting or set operations; ranges only between plain characters."""
+        p, i = self.p, self.i
+        j = i + 1
+        negated = p.startswith("^", j)
+        j += negated
+        start, n = j, len(p)
+        folds = False
+        chars: _Chars | None = _NO_CHARS  # None: too many to list
+        while j < n and p[j] != "]":
+            c = p[j]
+            if c == "[" or p[j : j + 2] in ("&&", "||", "~~", "--"):
+                raise _Unsupported("nested class or set operation")
+            item: _Chars | None
+            if c == "\\":
+                d = p[j + 1 : j + 2]
+                if d in _REGEX_CLASS_SHORTHANDS:
+                    self.sensitive = True
+                    folds = folds or (self.icase and not negated and d in _FOLDING_SHORTHANDS)
+                    item = _SHORTHAND_CHARS[d]
+                elif d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT):
+                    item = self.literal(_REGEX_CONTROL.get(d, d))
+                else:
+                    raise _Unsupported("escape in class")
+                if p[j + 2 : j + 3] == "-" and p[j + 3 : j + 4] != "]":
+                    raise _Unsupported("range from an escape")
+                j += 2
+            elif c == "-":
+                if j != start and p[j + 1 : j + 2] != "]":
+                    raise _Unsupported("range")
+                item = self.literal(c)
+                j += 1
+            elif p[j + 1 : j + 2] == "-" and p[j + 2 : j + 3] not in ("", "]"):
+                high = p[j + 2]
+                if high in "\\[]^-" or ord(high) < ord(c):
+                    raise _Unsupported("range")
+                if self.icase and not _same_case_range(c, high):
+                    raise _Unsupported("mixed-case range")  # how each engine folds it: unproven
+                size = ord(high) - ord(c) + 1
+                span = frozenset(map(chr, range(ord(c), ord(high) + 1)))
+                item = (False, _case_closed(span) if self.icase else span) if size <= 256 else None
+                j += 3
+            else:
+                item = self.literal(c)
+                j += 1
+            chars = None if chars is None or item is None else _chars_union(chars, item)
+        if j >= n or j == start:
+            raise _Unsupported("class")
+        self.i = j + 1
+        self.folds = self.folds or folds
+        if chars is not None and negated:
+            chars = (not chars[0], chars[1])
+        return _RAtom(p[i : j + 1], _CLASS_FOLD_PUSHES if folds else 0, chars)
+
+
+def _same_case_range(low: str, high: str) -> bool:
+    return any(
+        low.isascii() and high.isascii() and test(low) and test(high)
+        for test in (str.islower, str.isupper, str.isdigit)
+    )
+
+
+def _holds_anchor(node: _RNode) -> bool:
+    match node:
+        case _RAnchor():
+            return True
+        case _RSeq(items) | _RAlt(items):
+            return any(_holds_anchor(item) for item in items)
+        case _RGroup(body, _) | _RRepeat(body, _, _, _):
+            return _holds_anchor(body)
+    return False
+
+
+# Anchors that hold at some positions of a line and not at its start.
+_POSITIONAL_ANCHORS: Final = frozenset([r"\b", _NOT_A_WORD_BOUNDARY, "$"])
+
+
+def _head_skips_start_positions(node: _RNode, asserted: bool) -> tuple[bool, bool]:
+    """(skips, zero-width): whether Oniguruma's search misses matches of the pattern.
+
+    A pattern that begins (after anything of zero width) with a greedy unbounded repeat of
+    `.` is tried only at the start of each line: a match that starts later in a line would
+    start at the line's start as well, the repeat taking the difference.  Not when what comes
+    first is an anchor that holds later in a line but not at its start: `\\b.+'` does not
+    match " T/a''" in jq (its \\b holds before T only), as it does in Python.
+    """
+    match node:
+        case _RAnchor():
+            return False, True
+        case _RAtom():
+            return False, False
+        case _RGroup(body, _):
+            return _head_skips_start_positions(body, asserted)
+        case _RRepeat(body, _, high, quantifier):
+            if high == 0:
+                return False, True
+            if isinstance(body, _RGroup) and not body.capturing:
+                body = body.body
+            dot = isinstance(body, _RAtom) and body.python == "."
+            greedy = not quantifier.endswith("?")
+            return asserted and dot and high is None and greedy, False
+        case _RAlt(branches):
+            results = [_head_skips_start_positions(b, asserted) for b in branches]
+            return any(r[0] for r in results), all(r[1] for r in results)
+        case _RSeq(items):
+            for item in items:
+                skips, zero_width = _head_skips_start_positions(item, asserted)
+                if skips or not zero_width:
+                    return skips, False
+                asserted = asserted or _holds_positional_anchor(item)
+            return False, True
+    raise AssertionError(node)
+
+
+def _holds_positional_anchor(node: _RNode) -> bool:
+    match node:
+        case _RAnchor(python):
+            return python in _POSITIONAL_ANCHORS
+        case _RSeq(items) | _RAlt(items):
+            return any(_holds_positional_anchor(item) for item in items)
+        case _RGroup(body, _) | _RRepeat(body, _, _, _):
+            return _holds_positional_anchor(body)
+    return False
+
+
+def _nullable(node: _RNode) -> bool:
+    """Whether it can match the empty string."""
+    match node:
+        case _RAnchor():
+            return True
+        case _RSeq(items):
+            return all(_nullable(item) for item in items)
+        case _RAlt(branches):
+            return any(_nullable(branch) for branch in branches)
+        case _RGroup(body, _):
+            return _nullable(body)
+        case _RRepeat(body, low, _, _):
+            return low == 0 or _nullable(body)
+    return False
+
+
+def _python_text(node: _RNode) -> str:
+    match node:
+        case _RAtom(python) | _RAnchor(python):
+            return python
+        case _RSeq(items):
+            return "".join(_python_text(item) for item in items)
+        case _RAlt(branches):
+            return "|".join(_python_text(branch) for branch in branches)
+        case _RGroup(body, capturing):
+            return ("(" if capturing else "(?:") + _python_text(body) + ")"
+        case _RRepeat(body, _, _, quantifier):
+            return _python_text(body) + quantifier
+    raise AssertionError(node)
+
+
+def _pushes(node: _RNode, n: int) -> float:
+    """An upper bound on the backtracking entries Oniguruma pushes in one match attempt on an
+    input of ``n`` characters: it fails an attempt at the 10,000,000th pop, and pops never
+    outnumber pushes (plus the bottom entry).
+
+    Per node, from the end of what follows it: ``(v, p)``, at most ``v`` ways to match from one
+    position (each continuing into the rest of the pattern) after at most ``p`` pushes.  A
+    sequence enters each item once per way through the items before it; an alternation pushes
+    one entry per extra branch; a repeat one per iteration (the way out), its body entered once
+    per way through the iterations before, each of which consumes a character unless the repeat
+    is bounded.  At the end of the pattern, a run of items that can be skipped (`*`, `?`,
+    `{0,k}`) is entered once: the attempt succeeds there.
+    """
+    if isinstance(node, _RAlt):
+        return len(node.branches) - 1 + sum(_top_branch_pushes(b, n) for b in node.branches)
+    return _top_branch_pushes(node, n)
+
+
+def _top_branch_pushes(node: _RNode, n: int) -> float:
+    items = node.items if isinstance(node, _RSeq) else (node,)
+    cut = len(items)
+    while cut and isinstance(items[cut - 1], _RRepeat) and items[cut - 1].low == 0:
+        cut -= 1
+    _, head = _cost(_RSeq(items[:cut]), n)
+    _, tail = _cost(_RSeq(items[cut:]), n)
+    return head + tail
+
+
+def _cost(node: _RNode, n: int) -> tuple[float, float]:
+    match node:
+        case _RAtom(_, pushes):
+            return 1.0, float(pushes)
+        case _RAnchor():
+            return 1.0, 0.0
+        case _RGroup(body, _):
+            return _cost(body, n)
+        case _RSeq(items):
+            ways, pushes = 1.0, 0.0
+            through: float | None = None  # the ways the next item lets through (see below)
+            for index, item in enumerate(items):
+                v, p = _cost(item, n)
+                if p:
+                    pushes += ways * p
+                ways *= v
+                if through is not None:
+                    ways, through = through * v, None
+                if 1.0 < v < math.inf and index + 1 < len(items):
+                    cut = _ways_before(item, items[index + 1])
+                    if cut < v:
+                        through = ways / v * cut
+            return ways, pushes
+        case _RAlt(branches):
+            costs = [_cost(branch, n) for branch in branches]
+            # Branches that cannot begin at the same character: one at most matches.
+            exclusive = _first_characters_apart(branches)
+            ways = max(v for v, _ in costs) if exclusive else sum(v for v, _ in costs)
+            return ways, len(branches) - 1 + sum(p for _, p in costs)
+        case _RRepeat(body, low, high, _):
+            v, p = _cost(body, n)
+            # Unbounded: each iteration consumes a character (see quantified()).
+            iterations = n if high is None else high if _nullable(body) else min(high, n)
+            # Fewer iterations than the least required: every way is tried, none goes on.
+            if v <= 1.0:
+                return float(max(0, iterations - low + 1)), iterations * (1.0 + p)
+            # v**k ways into iteration k: geometric sums, infinite where they overflow
+            if iterations == 0:
+                return 1.0, 0.0
+            if math.isinf(v):
+                return math.inf, math.inf
+            try:
+                pushes = (v**iterations - 1) / (v - 1) * (1.0 + p)
+                if iterations < low:
+                    return 0.0, pushes
+                return (v ** (iterations + 1) - v**low) / (v - 1), pushes
+            except OverflowError:
+                return math.inf, math.inf
+    raise AssertionError(node)
+
+
+def _first_characters_apart(branches: tuple[_RNode, ...]) -> bool:
+    firsts = []
+    for branch in branches:
+        chars, nullable = _first(branch)
+        if chars is None or nullable:
+            return False
+        firsts.append(chars)
+    return all(_chars_disjoint(a, b) for n, a in enumerate(firsts) for b in firsts[n + 1 :])
+
+
+def _first(node: _RNode) -> tuple[_Chars | None, bool]:
+    """The characters a match can begin with (None: unknown), and whether it can be empty."""
+    match node:
+        case _RAtom(_, _, chars):
+            return chars, False
+        case _RAnchor():
+            return _NO_CHARS, True
+        case _RGroup(body, _):
+            return _first(body)
+        case _RRepeat(body, low, _, _):
+            chars, nullable = _first(body)
+            return chars, nullable or low == 0
+        case _RAlt(branches):
+            union: _Chars | None = _NO_CHARS
+            empty = False
+            for branch in branches:
+                chars, nullable = _first(branch)
+                union = None if union is None or chars is None else _chars_union(union, chars)
+                empty = empty or nullable
+            return union, empty
+        case _RSeq(items):
+            union = _NO_CHARS
+            for item in items:
+                chars, nullable = _first(item)
+                union = None if union is None or chars is None else _chars_union(union, chars)
+                if not nullable:
+                    return union, False
+            return union, True
+    raise AssertionError(node)
+
+
+_PATHS_LIMIT: Final = 64
+
+
+def _ways_before(item: _RNode, following: _RNode) -> float:
+    """How many of ``item``'s ways out (from one position) a following one-character item
+    can continue, at most: ``(?:0000|000|00|0):`` has four ways out of its group, one of which
+    ``:`` continues.  Where the following characters appear in none of item's, a way that ends
+    sooner than another meets one of the other's characters where it needs a following one:
+    only ways of one length go on, and of those only ways that can read the same text."""
+    if not isinstance(following, _RAtom) or following.chars is None:
+        return math.inf
+    paths = _paths(item)
+    if paths is None:
+        return math.inf
+    after = following.chars
+    if not all(_chars_disjoint(chars, after) for path in paths for chars in path):
+        return math.inf
+    by_length: dict[int, list[tuple[_Chars, ...]]] = {}
+    for path in paths:
+        by_length.setdefault(len(path), []).append(path)
+    return float(max(_overlapping(same) for same in by_length.values()))
+
+
+def _overlapping(paths: list[tuple[_Chars, ...]]) -> int:
+    """1 when no two of these equally long paths can read the same text, else their number."""
+    for n, a in enumerate(paths):
+        for b in paths[n + 1 :]:
+            if not any(_chars_disjoint(x, y) for x, y in zip(a, b, strict=True)):
+                return len(paths)
+    return 1
+
+
+def _paths(node: _RNode) -> list[tuple[_Chars, ...]] | None:
+    """Every way through ``node`` as the characters it reads (anchors left out), when there
+    are few and each character is known; else None."""
+    match node:
+        case _RAtom(_, _, chars):
+            return None if chars is None else [(chars,)]
+        case _RAnchor():
+            return [()]
+        case _RGroup(body, _):
+            return _paths(body)
+        case _RAlt(branches):
+            found: list[tuple[_Chars, ...]] = []
+            for branch in branches:
+                more = _paths(branch)
+                if more is None or len(found) + len(more) > _PATHS_LIMIT:
+                    return None
+                found += more
+            return found
+        case _RSeq(items):
+            ways: list[tuple[_Chars, ...]] = [()]
+            for item in items:
+                more = _paths(item)
+                if more is None or len(ways) * len(more) > _PATHS_LIMIT:
+                    return None
+                ways = [a + b for a in ways for b in more]
+            return ways
+        case _RRepeat(body, low, high, _):
+            once = _paths(body)
+            if once is None or high is None:
+                return None
+            ways, found = [()], []
+            for count in range(high + 1):
+                if count >= low:
+                    found += ways
+                if count < high:
+                    ways = [a + b for a in ways for b in once]
+                if len(found) + len(ways) > _PATHS_LIMIT:
+                    return None
+            return found
+    raise AssertionError(node)
+
+
+_UNBOUNDED_INPUT: Final = 1 << 40
+
+
+def _longest_input(tree: _RNode) -> int | None:
+    """The longest input on which the bound stays within budget: None for any, -1 for none."""
+    if _pushes(tree, _UNBOUNDED_INPUT) <= _BACKTRACK_BUDGET:
+        return None
+    low, high = -1, _UNBOUNDED_INPUT
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _pushes(tree, middle) <= _BACKTRACK_BUDGET:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _input_guard(
+    ascii_only: bool, longest: int | None, folds: bool
+) -> Callable[[str], bool] | None:
+    """Which inputs the native answer is certain for (see the section's comment); None: all."""
+    limit = _UNBOUNDED_INPUT if longest is None else longest
+    if folds:  # only under "i", hence ascii_only
+        search = _FOLD_SEQUENCES.search
+        return lambda s: s.isascii() and len(s) <= limit and search(s) is None
+    if ascii_only:
+        if longest is None:
+            return str.isascii
+        return lambda s: s.isascii() and len(s) <= limit
+    if longest is None:
+        return None
+    return lambda s: len(s) <= limit
 
 
 _LITERAL: Final = r"[^.^$*+?()\[\]{}|\\]*"
@@ -1279,141 +1961,29 @@ def _compile_regex(pattern: str, flags: str) -> _Regex | None:
         icase, pattern = True, pattern[4:]
     if icase and not pattern.isascii():
         return None  # Unicode case folding differs (Oniguruma folds "ss" and "ß")
-    sensitive = _check_regex(pattern, icase)
-    if sensitive is None:
+    parser = _RegexParser(pattern, icase)
+    try:
+        tree = parser.parse()
+    except _Unsupported:
         return None
+    if _head_skips_start_positions(tree, False)[0]:
+        return None
+    longest = _longest_input(tree)
+    if longest == -1:
+        return None
+    guard = _input_guard(parser.sensitive or icase, longest, parser.folds)
     if not icase and (literal := _literal_search(pattern)) is not None:
-        return _Regex(literal, ascii_only=False)
-    if not sensitive and (finite := _finite_search(pattern, icase)) is not None:
-        return _Regex(finite, ascii_only=icase)
+        return _Regex(literal, guard)
+    if not parser.sensitive and (finite := _finite_search(pattern, icase)) is not None:
+        return _Regex(finite, guard)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            compiled = re.compile(pattern, re.ASCII | (re.IGNORECASE if icase else 0))
+            compiled = re.compile(_python_text(tree), re.ASCII | (re.IGNORECASE if icase else 0))
         except (re.error, Warning):
             return None
     search = compiled.search
-    return _Regex(lambda s: search(s) is not None, sensitive or icase)
-
-
-def _check_regex(p: str, icase: bool) -> bool | None:
-    """None if outside the subset; else whether it uses \\d \\w \\s \\b (ASCII-only agreement)."""
-    sensitive = False
-    depth = 0
-    quantifiable = False  # may the next token be a quantifier?
-    i, n = 0, len(p)
-    while i < n:
-        c = p[i]
-        if c == "\\":
-            d = p[i + 1 : i + 2]
-            if d in _REGEX_CLASS_SHORTHANDS:
-                sensitive, quantifiable = True, True
-            elif d in ("b", "B"):
-                sensitive, quantifiable = True, False
-            elif d == "A":
-                quantifiable = False
-            elif d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT):
-                quantifiable = True
-            else:
-                return None
-            i += 2
-        elif c == "[":
-            end, class_sensitive = _check_regex_class(p, i, icase)
-            if end is None:
-                return None
-            sensitive = sensitive or class_sensitive
-            quantifiable = True
-            i = end
-        elif c == "(":
-            if p.startswith("(?:", i):
-                i += 3
-            elif p.startswith("(?", i):
-                return None  # lookarounds, named groups, inline flags, comments
-            else:
-                i += 1
-            depth += 1
-            quantifiable = False
-        elif c == ")":
-            if depth == 0:
-                return None
-            depth -= 1
-            quantifiable = True
-            i += 1
-        elif c in "*+?{":
-            if not quantifiable:
-                return None
-            if c == "{":
-                m = _REGEX_INTERVAL.match(p, i)
-                if m is None:
-                    return None  # Oniguruma reads `{,n}` and bad braces literally
-                low, high = int(m.group(1)), m.group(3)
-                if low > 1000 or (high is not None and not low <= int(high) <= 1000):
-                    return None
-                i = m.end()
-            else:
-                i += 1
-            if p[i : i + 1] == "?":
-                i += 1  # lazy: same match/no-match answer
-            if p[i : i + 1] in ("*", "+", "?", "{"):
-                return None  # possessive or stacked quantifiers
-            quantifiable = False
-        elif c in "|^$":
-            quantifiable = False
-            i += 1
-        elif c in "]}":
-            return None
-        else:
-            quantifiable = True
-            i += 1
-    if depth:
-        return None
-    return sensitive
-
-
-def _check_regex_class(p: str, i: int, icase: bool) -> tuple[int | None, bool]:
-    """Check the class starting at ``p[i] == "["``; (index after it, uses \\d etc.)."""
-    sensitive = False
-    j = i + 1
-    if p[j : j + 1] == "^":
-        j += 1
-    start = j
-    n = len(p)
-    while j < n and p[j] != "]":
-        c = p[j]
-        if c == "[" or p[j : j + 2] in ("&&", "||", "~~", "--"):
-            return None, False  # nested classes, set operations
-        if c == "\\":
-            d = p[j + 1 : j + 2]
-            if d in _REGEX_CLASS_SHORTHANDS:
-                sensitive = True
-            elif not (d in _REGEX_CONTROL or (d and d in _REGEX_PUNCT)):
-                return None, False
-            if p[j + 2 : j + 3] == "-" and p[j + 3 : j + 4] != "]":
-                return None, False  # ranges only between plain characters
-            j += 2
-        elif c == "-":
-            if j != start and p[j + 1 : j + 2] != "]":
-                return None, False
-            j += 1
-        elif p[j + 1 : j + 2] == "-" and p[j + 2 : j + 3] not in ("", "]"):
-            high = p[j + 2]
-            if high in "\\[]^-" or ord(high) < ord(c):
-                return None, False
-            if icase and not _same_case_range(c, high):
-                return None, False  # how each engine folds a mixed range is not worth proving
-            j += 3
-        else:
-            j += 1
-    if j >= n or j == start:
-        return None, False
-    return j + 1, sensitive
-
-
-def _same_case_range(low: str, high: str) -> bool:
-    return any(
-        low.isascii() and high.isascii() and test(low) and test(high)
-        for test in (str.islower, str.isupper, str.isdigit)
-    )
+    return _Regex(lambda s: search(s) is not None, guard)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2243,11 +2813,22 @@ def _fromjson(x: Any) -> Any:
 
 
 def _holds_number(value: Any) -> bool:
-    if value.__class__ is dict:
-        return any(_holds_number(item) for item in value.values())
-    if value.__class__ is list:
-        return any(_holds_number(item) for item in value)
-    return value.__class__ is int or value.__class__ is float
+    return any(leaf.__class__ is int or leaf.__class__ is float for leaf in _leaves(value))
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """The values in arrays and objects, all the way down, that are neither: a loop, not a
+    recursion (a record or a `fromjson` value may nest deeper than Python's stack)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = item.__class__
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        else:
+            yield item
 
 
 def _b_fromjson() -> _Code:
@@ -2295,17 +2876,17 @@ def _b_test(regex: _Node, flags: _Node | None = None) -> _Code:
     compiled = _compile_regex(_literal_str(regex), flag_text)
     if compiled is None:
         raise _Unsupported("regex")
-    matches = compiled.matches
-    if compiled.ascii_only:
+    matches, guard = compiled
+    if guard is not None:
 
-        def test_ascii(x: Any) -> bool:
+        def test_guarded(x: Any) -> bool:
             if x.__class__ is str:
-                if not x.isascii():
-                    raise Fallback
-                return matches(x)
+                if guard(x):
+                    return matches(x)
+                raise Fallback
             raise _JqRuntimeError
 
-        return _Code(_ONE, test_ascii, is_bool=True)
+        return _Code(_ONE, test_guarded, is_bool=True)
 
     def test(x: Any) -> bool:
         if x.__class__ is str:
@@ -2510,17 +3091,11 @@ def _container_json(v: dict[str, Any] | list[Any]) -> str:
     reads): keys in the order they were read, as orjson writes them, strings escaped as jq does
     (orjson leaves U+007F as is, jq writes it \\u007f; the rest is the same).  The walk is a
     loop, not a recursion: a record may nest deeper than Python's stack."""
-    pending: list[Any] = [v]
-    while pending:
-        x = pending.pop()
+    for x in _leaves(v):
         t = x.__class__
-        if t is dict:
-            pending.extend(x.values())
-        elif t is list:
-            pending.extend(x)
-        elif t is float or (t is int and not -_EXACT <= x <= _EXACT):
-            raise Fallback  # jq prints the literal it read
-        elif t not in _TYPE_NAMES:
+        if t is float or (t is int and not (-_EXACT <= x <= _EXACT and x)):
+            raise Fallback  # jq prints the literal it read (0 may have been -0)
+        if t not in _TYPE_NAMES:
             raise Fallback  # not a JSON value as orjson would decode it
     try:
         text = orjson.dumps(v).decode()
@@ -2993,10 +3568,10 @@ def _value_key(v: Any) -> Any:
     t = v.__class__
     if t is str or v is None or t is bool:
         return v  # these three never compare equal to one another, nor to a tagged number
-    if t is int:
+    if t is int and v:
         return (t, v)  # 1 == 1.0 == True in Python, never in jq
-    if t is float:
-        return (t, repr(v))  # -0.0 prints differently from 0.0
+    # libjq reads the record's own text, where equal doubles may be different literals (1.0,
+    # 1.00, 1.000000000000000000001; 0 and -0) that jq prints and compares apart.
     raise _Unkeyable
 
 

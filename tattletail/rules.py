@@ -23,7 +23,14 @@ import jq
 
 from tattletail.json_input import depth_allowed
 from tattletail.json_output import dumps
-from tattletail.native import NO_OUTPUT, UNKEYED, Fallback, NativeProgram, compile_native
+from tattletail.native import (
+    NO_OUTPUT,
+    UNKEYED,
+    Fallback,
+    NativeProgram,
+    compile_native,
+    equal_to_record,
+)
 from tattletail.records import RecordFailure, RecordJSON
 from tattletail.rule_index import (
     IDENTITY,
@@ -85,33 +92,26 @@ class RuleSource:
     keys: tuple[str, ...] = ()
 
 
-def interpret(first_output: Any, record: dict[str, Any]) -> tuple[bool, Any]:
-    """(matched, annotation) for a rule's first output on a record: the matching contract."""
+def interpret(
+    first_output: Any, record: dict[str, Any], output_is_record: Callable[[], bool]
+) -> tuple[bool, Any]:
+    """(matched, annotation) for a rule's first output on a record: the matching contract.
+
+    "Equal to the record" is jq's equality (`true` is not `1`, numbers as libjq compares them);
+    where the values in hand cannot tell (see native.equal_to_record), `output_is_record` asks
+    libjq.
+    """
     if first_output is NO_OUTPUT or first_output is None or first_output is False:
         return False, None
     if first_output is record:
         return True, None
-    if isinstance(first_output, dict) and (
-        first_output == record
-        or (first_output.keys() == record.keys() and first_output == _through_double(record))
-    ):
-        return True, None
+    if first_output.__class__ is dict:
+        same = equal_to_record(first_output, record)
+        if same is None:
+            same = output_is_record()
+        if same:
+            return True, None
     return True, first_output
-
-
-_EXACT_INT = 2**53
-
-
-def _through_double(value: Any) -> Any:
-    """The value as it comes back from libjq through the jq binding, which carries numbers as
-    doubles: integers beyond 2**53 are rounded. Only used to recognise the record itself."""
-    if isinstance(value, dict):
-        return {key: _through_double(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_through_double(item) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _EXACT_INT:
-        return int(float(value))
-    return value
 
 
 def libjq_first_output(program: Any, record_text: str) -> Any:
@@ -273,6 +273,7 @@ class _Program:
         # only when a record needs libjq: the native path answers for most, and each compile
         # costs a worker about 2 ms at every cold start.
         self._libjq: Any = None
+        self._equality: Any = None  # see output_is_record()
         if not validated or native is None or not native.evaluable:
             self._libjq = jq.compile(source)
         required = dict(native.required or {}) if native is not None else {}
@@ -318,6 +319,22 @@ class _Program:
         if self._libjq is None:
             self._libjq = jq.compile(self._source)
         return self._libjq
+
+    def output_is_record(self, record_text: _LazyText) -> bool:
+        """libjq's `first(program) == .` on a record the program has a first output for."""
+        if self._equality is None:
+            try:
+                self._equality = jq.compile(
+                    f". as $__tattletail_record | first(({self._source}\n)) == $__tattletail_record"
+                )
+            except ValueError:
+                self._equality = False  # cannot be nested (module directives)
+        if self._equality is False:
+            return True
+        try:
+            return libjq_first_output(self._equality, record_text.get()) is True
+        except RuleRuntimeError:
+            return False
 
     def first_output(self, record: dict[str, Any], record_text: _LazyText) -> Any:
         for path, allowed in self._other_required:
@@ -428,6 +445,7 @@ class CompiledRule:
         self.gate_path = match.gate_path
         # Bound once: the per-record hot path pays no extra call for the indirection.
         self.first_output: Callable[[dict[str, Any], _LazyText], Any] = match.first_output
+        self.output_is_record = match.output_is_record
         self.title = (
             _Program(source.title, validated=validated) if source.title is not None else None
         )
@@ -759,7 +777,7 @@ def _record_match(
     now: datetime,
 ) -> None:
     """Interpret a rule's first output on a record and keep the match, unless suppressed."""
-    matched, annotation = interpret(output, record)
+    matched, annotation = interpret(output, record, lambda: rule.output_is_record(text))
     if not matched:
         return
     if rule.suppressions and _suppressed(rule, record, text, result, now):

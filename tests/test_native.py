@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tattletail.native import NO_OUTPUT, Fallback, NativeProgram, compile_native, required_values
+from tests.engine_support import as_binding
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -332,19 +333,6 @@ def libjq_first_batched(rules: list[str], texts: list[str]) -> list[list[Any]]:
 
 
 # --- comparing results
-
-
-def as_binding(value: Any) -> Any:
-    """How the jq binding reports a value: numbers through a double, integral ones as int."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else value
-    if isinstance(value, int):
-        return value if abs(value) <= 2**53 else int(float(value))
-    if isinstance(value, list):
-        return [as_binding(v) for v in value]
-    return {k: as_binding(v) for k, v in value.items()}
 
 
 def same_json(a: Any, b: Any) -> bool:
@@ -1043,6 +1031,57 @@ def test_an_error_after_the_first_output_does_not_change_it() -> None:
         program.first_output(record)
 
 
+# Issue 10, defect 1 (native part): text nested deeper than Python's stack, run through
+# `fromjson`.  libjq parses up to 10,000 levels (an object level counts twice) and fails past
+# them ("Exceeds depth limit for parsing"); the fast path answers where it can and otherwise
+# falls back, never raising anything else.
+DEEP_TEXTS = {
+    f"{kind} {depth}": text
+    for depth in (300, 1000, 1024, 1025, 5000, 10000, 10001, 20000)
+    for kind, text in (
+        ("arrays", "[" * depth + "]" * depth),
+        ("objects", '{"a":' * (depth // 2) + "true" + "}" * (depth // 2)),
+        ("mixed", '[{"a":' * (depth // 2) + '"x"' + "}]" * (depth // 2)),
+    )
+}
+DEEP_RULES = [
+    "select(.x | fromjson? | length > 0)",
+    '.x | fromjson? | type == "array"',
+    "[.x | fromjson?] | length",
+    "(.x | fromjson | length)?",
+    ".x | fromjson | length",
+    "(.x | fromjson) == (.x | fromjson)",
+    ".x | fromjson | flatten | length",
+    "try (.x | fromjson | length) catch 0",
+]
+
+
+@pytest.mark.parametrize("name", list(DEEP_TEXTS))
+def test_fromjson_of_deeply_nested_text_gives_libjqs_answer(name: str) -> None:
+    record = {"x": DEEP_TEXTS[name]}
+    text = orjson.dumps(record).decode()
+    answered = 0
+    for rule in DEEP_RULES:
+        program = compile_native(rule)
+        if program is None or not program.evaluable:
+            continue  # try/catch: libjq's
+        try:
+            program.first_output(record)
+        except Fallback:
+            continue  # libjq decides: never any other exception
+        answered += 1
+        assert problems_for(program, record, libjq_first(rule, text)) == [], rule
+    depth = int(name.split()[1])
+    assert answered or depth > 1024  # orjson reads 1,024 levels; beyond them libjq decides
+
+
+def test_programs_chained_deeper_than_the_analyses_recursion_are_left_to_libjq() -> None:
+    for rule in (".a" * 2000, " | ".join(["."] * 2000), "not | " * 2000 + "."):
+        jq_program(rule)  # libjq compiles them
+        assert compile_native(rule) is None
+        assert required_values(rule) is None
+
+
 # --- regexes
 
 SUPPORTED_REGEXES = [
@@ -1178,6 +1217,72 @@ def test_regexes_outside_the_subset_are_refused() -> None:
         assert program is None or not program.evaluable, rule
 
 
+# Issue 10, defect 10: where Oniguruma and Python's re part ways.
+ONIGURUMA_QUIRKS = [
+    # With "i", a positive class holding \w, \S or \D also matches "ss", "st", "ff", "fi",
+    # "fl", "ffi", "ffl" as one character (ß ﬆ ﬀ ﬁ ﬂ ﬃ ﬄ fold to them): such input is libjq's.
+    ('.s | test("^[\\\\w.-]{1,8}$"; "i")', "password1", True, False),
+    ('.s | test("^[\\\\S]{1,10}$"; "i")', "AssumedRole", True, False),
+    ('.s | test("^[\\\\D]$"; "i")', "FFI", True, False),
+    ('.s | test("^[\\\\w.-]{1,8}$"; "i")', "alice-01", True, True),  # no such sequence
+    ('.s | test("^\\\\w{1,8}$"; "i")', "password1", False, True),  # not in a class
+    ('.s | test("^[^0-9]$"; "i")', "ss", False, True),  # not in a negated class
+    # `\B` matches in the empty string
+    ('.s | test("\\\\B")', "", True, True),
+    ('.s | test("^\\\\B$")', "", True, True),
+    ('.s | test("\\\\B")', "a", False, True),
+    # Past 10,000,000 backtracks Oniguruma gives up: a jq error, not an answer
+    ('.s | test("^[\\\\w.-]{1,64}$"; "i")', "f" * 40 + "!", JQ_ERROR, False),
+    ('.s | test("^(\\\\w|\\\\d)*$")', "1" * 30 + "!", JQ_ERROR, False),
+    ('.s | test("^(\\\\w|\\\\d)*$")', "1" * 12 + "!", False, True),
+    # ...also where the repeat cannot reach its least count (found by the regex fuzz)
+    ('.s | test("(?:-[^K]?){1000,}?a?\\\\s")', "-" * 120, JQ_ERROR, False),
+    ('.s | test("(?:-[^K]?){1000,}?a?\\\\s")', "-" * 12, False, True),
+    # After an anchor of zero width, a greedy `.` repeat makes Oniguruma try line starts only
+    ('.s | test("\\\\b.+\'")', " T/a''", False, False),
+    ('.s | test("\\\\b(.*)x")', " ax", False, False),
+    ('.s | test("\\\\b.*?\'")', " T/a''", True, True),  # lazy: every position is tried
+]
+
+
+@pytest.mark.parametrize(("rule", "text", "expected", "decided_natively"), ONIGURUMA_QUIRKS)
+def test_regex_quirks_of_oniguruma(
+    rule: str, text: str, expected: Any, decided_natively: bool
+) -> None:
+    record_text = orjson.dumps({"s": text}).decode()
+    assert libjq_first(rule, record_text) is expected
+    program = compile_native(rule)
+    got = FALLBACK if program is None else native_first(program, {"s": text})
+    assert got is (expected if decided_natively else FALLBACK)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["(?:^|:)?root$", "(?:^)?root", "(?:$|a)+", "(?:\\\\b)?a", "a(?:^|b)?", "(^a|b)*"],
+)
+def test_quantified_groups_of_anchors_are_left_to_libjq(pattern: str) -> None:
+    """Oniguruma refuses a quantifier on some groups holding an anchor ("target of repeat
+    operator is invalid"): the rule errors on every string; natively such a group is never
+    quantified."""
+    rule = f'.s | test("{pattern}")'
+    program = compile_native(rule)
+    assert program is None or not program.evaluable
+    if pattern != "(^a|b)*":  # a capture group is allowed by Oniguruma
+        assert libjq_first(rule, '{"s": "root"}') is JQ_ERROR
+
+
+def test_multi_character_case_foldings_are_the_ones_the_fast_path_knows() -> None:
+    """Every character whose full case folding is several ASCII characters (what a folding
+    class can match in ASCII input), and the class escapes that hold it."""
+    folds = {chr(c): chr(c).casefold() for c in range(sys.maxunicode + 1)}
+    ascii_multi = {c: f for c, f in folds.items() if len(f) > 1 and f.isascii()}
+    assert set(ascii_multi.values()) == {"ss", "st", "ff", "fi", "fl", "ffi", "ffl"}
+    for char in ascii_multi:
+        assert all(re.fullmatch(f"[{e}]", char) for e in ("\\w", "\\S", "\\D"))
+        assert not any(re.fullmatch(f"[{e}]", char) for e in ("\\W", "\\s", "\\d"))
+    assert sum(1 for f in folds.values() if len(f) > 1) <= 128  # native's push bound per class
+
+
 def test_tojson_of_strings_escapes_like_jq() -> None:
     chars = [chr(c) for c in range(0x300)]
     chars += [chr(c) for c in (0x7FF, 0x800, 0x2028, 0x2029, 0xFEFF, 0xFFFD, 0xFFFF, 0x1F600)]
@@ -1229,7 +1334,9 @@ def test_reads_of_common_shapes(rule: str, reads: Any, identity_output: bool) ->
 
 def test_memo_key_tells_apart_what_jq_tells_apart() -> None:
     key = native(".a.b == 1").memo_key
-    assert len({key({"a": {"b": v}}) for v in (1, True, 1.0, "1", 0.0, -0.0, None)}) == 7
+    assert len({key({"a": {"b": v}}) for v in (1, True, "1", None, 2)}) == 5
+    # A float or 0 may be one of several literals libjq reads apart (1.0, 1.00; 0, -0).
+    assert all(key({"a": {"b": v}}) is None for v in (1.0, 0.0, -0.0, 0, float("nan")))
     # a missing key and null read the same, on the way and at the end...
     assert key({}) == key({"a": None}) == key({"a": {}}) == key({"a": {"b": None}})
     # ...but not a string on the way, where jq raises an error
@@ -1386,8 +1493,8 @@ def test_records_agreeing_on_reads_get_the_same_result(
 
 def test_programs_with_bindings_are_safe_to_share_between_threads() -> None:
     program = native('.a as $x | .b as $y | [$x, $y, ($x | tostring) + "-" + ($y | tostring)]')
-    records = [{"a": i, "b": -i} for i in range(200)]
-    expected = [[i, -i, f"{i}--{i}" if i else "0-0"] for i in range(200)]
+    records = [{"a": i, "b": -i} for i in range(1, 201)]
+    expected = [[i, -i, f"{i}--{i}"] for i in range(1, 201)]
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:

@@ -5,27 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import jq
 import orjson
 import pytest
 
-from tattletail.native import NO_OUTPUT
-from tattletail.rules import RuleSet, RuleSource, interpret
+from tattletail.rules import RuleSet, RuleSource
+from tests.engine_support import libjq_verdicts
 
 
 def libjq_results(program: str, records: list[dict[str, Any]]) -> list[tuple[bool, Any]]:
-    compiled = jq.compile(program)
-    results = []
-    for record in records:
-        outputs = iter(compiled.input_text(orjson.dumps(record).decode()))
-        try:
-            first = next(outputs)
-        except StopIteration:
-            first = NO_OUTPUT
-        except ValueError:  # a runtime error is no match
-            first = NO_OUTPUT
-        results.append(interpret(first, record))
-    return results
+    texts = [orjson.dumps(record).decode() for record in records]
+    return [
+        (verdict.matched, verdict.annotation if verdict.matched else None)
+        for verdict in libjq_verdicts(program, texts)
+    ]
 
 
 def engine_results(program: str, records: list[dict[str, Any]]) -> list[tuple[bool, Any]]:
